@@ -1,0 +1,102 @@
+"""Header rules for both directions: pure functions, no I/O.
+
+What the app sent is what the upstream gets, minus the hop-by-hop headers (RFC 9110 7.6.1:
+they describe one connection, not the message) and, when the proxy holds the Azure key itself,
+minus the client's credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy
+
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        hdrs.CONNECTION, "Keep-Alive", hdrs.PROXY_AUTHENTICATE, hdrs.PROXY_AUTHORIZATION,
+        hdrs.TE, hdrs.TRAILER, "Trailers", hdrs.TRANSFER_ENCODING, hdrs.UPGRADE,
+        "Proxy-Connection",
+    )
+)
+API_KEY = "api-key"
+SSE_CONTENT_TYPE = "text/event-stream"
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Headers named in `Connection` are hop-by-hop for this message too."""
+    tokens: set[str] = set()
+    for value in headers.getall(hdrs.CONNECTION, ()):
+        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def _end_to_end(headers: CIMultiDictProxy[str], *, drop: frozenset[str]) -> CIMultiDict[str]:
+    skip = HOP_BY_HOP | drop | _connection_tokens(headers)
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
+
+
+def upstream_request_headers(
+    incoming: CIMultiDictProxy[str],
+    *,
+    api_key: str | None,
+    client_ip: str | None,
+    scheme: str,
+    keep_content_length: bool,
+) -> CIMultiDict[str]:
+    """Headers to send upstream for a client's request.
+
+    `Host` is dropped so the client library sets the upstream's; `Content-Length` is kept only
+    when the body is streamed through unchanged (otherwise it is recomputed for the bytes sent).
+    """
+    drop = {hdrs.HOST.lower()}
+    if not keep_content_length:
+        drop.add(hdrs.CONTENT_LENGTH.lower())
+    if api_key is not None:
+        drop |= {API_KEY, hdrs.AUTHORIZATION.lower()}
+    headers = _end_to_end(incoming, drop=frozenset(drop))
+    if api_key is not None:
+        headers[API_KEY] = api_key
+    if client_ip:
+        prior = incoming.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
+    headers.setdefault("X-Forwarded-Proto", scheme)
+    return headers
+
+
+def client_response_headers(upstream: CIMultiDictProxy[str], *, stream: bool) -> CIMultiDict[str]:
+    """Headers to send the client for the upstream's response.
+
+    A stream's framing is chunked on our side whatever it was upstream, so its length headers
+    go; the two buffering headers tell an nginx or ingress in front of us not to hold it either.
+    """
+    drop = frozenset({hdrs.CONTENT_LENGTH.lower()}) if stream else frozenset()
+    headers = _end_to_end(upstream, drop=drop)
+    if stream:
+        headers["X-Accel-Buffering"] = "no"
+        headers[hdrs.CACHE_CONTROL] = "no-cache"
+    return headers
+
+
+def is_event_stream(headers: CIMultiDictProxy[str]) -> bool:
+    content_type = headers.get(hdrs.CONTENT_TYPE, "")
+    return content_type.split(";", 1)[0].strip().lower() == SSE_CONTENT_TYPE
+
+
+def credential(headers: CIMultiDictProxy[str]) -> str | None:
+    """The caller's secret: `api-key`, else an `Authorization: Bearer` token."""
+    key = headers.get(API_KEY)
+    if key:
+        return key
+    auth = headers.get(hdrs.AUTHORIZATION, "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def credential_digest(headers: CIMultiDictProxy[str]) -> str | None:
+    """sha256 hex of the caller's secret, the only form in which the proxy compares it."""
+    secret = credential(headers)
+    return hashlib.sha256(secret.encode()).hexdigest() if secret else None
