@@ -1,0 +1,207 @@
+"""Every metric the proxy exports, with its help text and buckets, and `record(exchange)`.
+
+This is the one place metric names live; the Grafana dashboard and the alert rules depend on
+them, so names, types and labels are a contract (see the README). Every label value comes from
+a closed set: deployments and clients from the configuration (`other` / `unknown` otherwise),
+status codes as three digits, reasons and categories from fixed lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .exchange import Exchange
+from .observer import Observation, content_filter_events
+
+OTHER_DEPLOYMENT = "other"
+UNKNOWN_CLIENT = "unknown"
+FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "function_call")
+INCOMPLETE = "incomplete"
+ERROR_TYPES = ("connect", "timeout", "reset", "protocol")
+TOKEN_TYPES = ("prompt", "completion", "cached", "reasoning")
+
+# Time to first byte: for streams Azure sends the prompt-annotation chunk right after the prompt
+# filter runs (tens to hundreds of ms); for non-streams the first byte is the whole answer, which
+# can take minutes. Fine steps below 1 s, then a tail to 10 minutes.
+TTFB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0,
+                60.0, 120.0, 300.0, 600.0)
+# Time to first token: users notice differences of tens of ms under 2 s, so resolution there;
+# Azure's default filter releases text in blocks and reasoning models think for a minute or
+# more, so a tail to 120 s.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
+                3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+# Whole requests: from a short embedding call to a long generation (openai's default client
+# timeout is 600 s).
+DURATION_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+                    300.0, 600.0)
+# Time per output token: today's models stream 10-100 ms per token; a block-releasing filter
+# can make it look like 1 ms, a congested deployment 0.5 s.
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1,
+                0.15, 0.2, 0.3, 0.5, 1.0)
+# Output tokens per second per request: the reciprocal view of the same range.
+TPS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0, 200.0,
+               300.0, 500.0, 1000.0)
+# Retry-after: Azure asks for seconds to a minute; retry-after-ms allows sub-second values.
+RETRY_AFTER_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0,
+                       300.0)
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else "other"
+
+
+class Metrics:
+    """The proxy's metrics, registered in `registry` (tests give each app a fresh one)."""
+
+    def __init__(self, registry: CollectorRegistry, deployments: Sequence[str],
+                 clients: Sequence[str]) -> None:
+        dc = ("deployment", "client")
+        p = "aoai_proxy_"
+        self.requests = Counter(
+            p + "requests", "Requests handled, counted once each when it ends.",
+            (*dc, "stream", "status_code"), registry=registry)
+        self.duration = Histogram(
+            p + "request_duration_seconds",
+            "From the request's arrival to the last response byte sent to the client.",
+            (*dc, "stream"), buckets=DURATION_BUCKETS, registry=registry)
+        self.ttfb = Histogram(
+            p + "time_to_first_byte_seconds",
+            "From the request's arrival to the first response body byte sent to the client.",
+            (*dc, "stream"), buckets=TTFB_BUCKETS, registry=registry)
+        self.ttft = Histogram(
+            p + "time_to_first_token_seconds",
+            "Streams: from the request's arrival to the first chunk with content or a tool-call "
+            "delta sent to the client.", dc, buckets=TTFT_BUCKETS, registry=registry)
+        self.tpot = Histogram(
+            p + "time_per_output_token_seconds",
+            "Streams: (last token time - first token time) / (output tokens - 1).",
+            dc, buckets=TPOT_BUCKETS, registry=registry)
+        self.tps = Histogram(
+            p + "output_tokens_per_second",
+            "Streams: output tokens / (last token time - first token time), per request.",
+            dc, buckets=TPS_BUCKETS, registry=registry)
+        self.tokens = Counter(
+            p + "tokens", "Tokens as reported by the upstream's usage (cached is part of prompt, "
+            "reasoning part of completion).", (*dc, "token_type"), registry=registry)
+        self.estimated = Counter(
+            p + "estimated_completion_tokens",
+            "Streams without upstream usage: content-bearing chunks counted as tokens.",
+            dc, registry=registry)
+        self.finish_reasons = Counter(
+            p + "finish_reasons", "Finish reasons, one per choice; `incomplete` when a stream "
+            "ended without one.", (*dc, "finish_reason"), registry=registry)
+        self.content_filter = Counter(
+            p + "content_filter_events",
+            "Prompts blocked (400 content_filter) and completions ended by the content filter, "
+            "by filtered category.", (*dc, "stage", "category"), registry=registry)
+        self.rate_limited = Counter(
+            p + "rate_limited", "Upstream 429 responses.", dc, registry=registry)
+        self.retry_after = Histogram(
+            p + "retry_after_seconds", "Wait asked for by upstream 429s (retry-after-ms or "
+            "retry-after).", ("deployment",), buckets=RETRY_AFTER_BUCKETS, registry=registry)
+        self.upstream_errors = Counter(
+            p + "upstream_errors", "Failures talking to the upstream, mid-stream resets "
+            "included.", ("deployment", "error_type"), registry=registry)
+        self.client_disconnects = Counter(
+            p + "client_disconnects", "Clients gone before their response ended.",
+            dc, registry=registry)
+        self.in_flight = Gauge(
+            p + "in_flight_requests", "Requests being served now.", ("deployment",),
+            multiprocess_mode="livesum", registry=registry)
+        self.ratelimit_remaining = Gauge(
+            p + "upstream_ratelimit_remaining", "Last x-ratelimit-remaining-{requests,tokens} "
+            "header seen from the upstream.", ("deployment", "resource"),
+            multiprocess_mode="mostrecent", registry=registry)
+        self.parse_errors = Counter(
+            p + "stream_parse_errors", "Response events or bodies the observer could not "
+            "parse (they were still forwarded).", ("deployment",), registry=registry)
+        self._initialise(deployments, clients)
+
+    def _initialise(self, deployments: Sequence[str], clients: Sequence[str]) -> None:
+        """Create the label sets dashboards and alerts divide by, so they show 0, not nothing."""
+        for d in (*deployments, OTHER_DEPLOYMENT):
+            self.in_flight.labels(d).set(0)
+            self.parse_errors.labels(d)
+            for error_type in ERROR_TYPES:
+                self.upstream_errors.labels(d, error_type)
+            for c in (*clients, UNKNOWN_CLIENT):
+                self.rate_limited.labels(d, c)
+                self.client_disconnects.labels(d, c)
+                self.estimated.labels(d, c)
+                for token_type in TOKEN_TYPES:
+                    self.tokens.labels(d, c, token_type)
+                for reason in (*FINISH_REASONS, INCOMPLETE):
+                    self.finish_reasons.labels(d, c, reason)
+
+    def started(self, ex: Exchange) -> None:
+        """Count `ex` as in flight under its deployment (known once the body was read)."""
+        self.in_flight.labels(ex.deployment).inc()
+        ex.in_flight = True
+
+    def record(self, ex: Exchange) -> None:
+        """Account for one finished request; call exactly once per request."""
+        d, c = ex.deployment, ex.client
+        stream = "true" if ex.stream else "false"
+        if ex.in_flight:
+            self.in_flight.labels(d).dec()
+        self.requests.labels(d, c, stream, status_label(ex.status)).inc()
+        if ex.ended_at is not None:
+            self.duration.labels(d, c, stream).observe(ex.ended_at - ex.started)
+        if ex.first_byte_at is not None:
+            self.ttfb.labels(d, c, stream).observe(ex.first_byte_at - ex.started)
+        if ex.status == 429:
+            self.rate_limited.labels(d, c).inc()
+            if ex.retry_after is not None:
+                self.retry_after.labels(d).observe(ex.retry_after)
+        if ex.error_type is not None:
+            self.upstream_errors.labels(d, ex.error_type).inc()
+        if ex.client_disconnected:
+            self.client_disconnects.labels(d, c).inc()
+        for resource, value in ex.ratelimit_remaining.items():
+            self.ratelimit_remaining.labels(d, resource).set(value)
+        if ex.observation is not None:
+            self._record_observation(ex, ex.observation)
+
+    def _record_observation(self, ex: Exchange, obs: Observation) -> None:
+        d, c = ex.deployment, ex.client
+        if obs.parse_errors:
+            self.parse_errors.labels(d).inc(obs.parse_errors)
+        usage = obs.usage
+        if usage is not None:
+            self.tokens.labels(d, c, "prompt").inc(usage.prompt_tokens)
+            self.tokens.labels(d, c, "completion").inc(usage.completion_tokens)
+            self.tokens.labels(d, c, "cached").inc(usage.cached_tokens)
+            self.tokens.labels(d, c, "reasoning").inc(usage.reasoning_tokens)
+        elif ex.stream and ex.status == 200:
+            self.estimated.labels(d, c).inc(obs.content_events)
+        for reason in self.finish_reason_labels(ex, obs):
+            self.finish_reasons.labels(d, c, reason).inc()
+        for stage, category in content_filter_events(obs):
+            self.content_filter.labels(d, c, stage, category).inc()
+        if ex.stream:
+            self._record_token_timing(ex, obs)
+
+    @staticmethod
+    def finish_reason_labels(ex: Exchange, obs: Observation) -> list[str]:
+        reasons = [r if r in FINISH_REASONS else "other" for r in obs.finish_reasons.values()]
+        if ex.stream and ex.status == 200:
+            unfinished = obs.choices_seen - obs.finish_reasons.keys()
+            reasons += [INCOMPLETE] * max(len(unfinished), 0 if obs.finish_reasons else 1)
+        return reasons
+
+    def _record_token_timing(self, ex: Exchange, obs: Observation) -> None:
+        d, c = ex.deployment, ex.client
+        first, last = obs.first_token_at, obs.last_token_at
+        if first is None or last is None:
+            return
+        self.ttft.labels(d, c).observe(first - ex.started)
+        # Reasoning tokens are produced before the first visible token, so only the visible
+        # ones are spread over the first..last window.
+        usage = obs.usage
+        tokens = (usage.completion_tokens - usage.reasoning_tokens) if usage else obs.content_events
+        window = last - first
+        if tokens > 1 and window > 0:
+            self.tpot.labels(d, c).observe(window / (tokens - 1))
+            self.tps.labels(d, c).observe(tokens / window)

@@ -1,0 +1,85 @@
+"""Taps: what the forwarder hands each sent piece to, feeding the right observer.
+
+An observer bug must never break a response: a tap logs the first exception, counts it as a
+parse error and stops observing that response (mitmproxy's `safecall` idea).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from multidict import CIMultiDictProxy
+
+from .headers import is_event_stream
+from .observer import Observation, StreamObserver, observe_json
+
+log = logging.getLogger("aoai_stream_proxy")
+_JSON_TYPES = ("application/json", "text/json")
+
+
+class ResponseTap:
+    """Sees a copy of each response piece; `finish()` says what the response meant."""
+
+    def feed(self, data: bytes) -> None:
+        """Nothing to learn from this response (audio, files, ...)."""
+
+    def finish(self) -> Observation | None:
+        return None
+
+
+class StreamTap(ResponseTap):
+    def __init__(self, max_event_bytes: int) -> None:
+        self._observer = StreamObserver(max_event_bytes=max_event_bytes)
+        self._broken = False
+
+    def feed(self, data: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            self._observer.feed(data)
+        except Exception:
+            log.exception("stream observer failed; this response is no longer observed")
+            self._broken = True
+
+    def finish(self) -> Observation:
+        if not self._broken:
+            try:
+                return self._observer.close()
+            except Exception:
+                log.exception("stream observer failed at the end of a response")
+                self._broken = True
+        observation = self._observer.observation
+        observation.parse_errors += 1
+        return observation
+
+
+class BodyTap(ResponseTap):
+    """Collects a JSON body (up to a bound) and reads it once complete."""
+
+    def __init__(self, content_encoding: str | None, max_bytes: int) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._max = max_bytes
+        self._encoding = content_encoding
+
+    def feed(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size <= self._max:
+            self._parts.append(data)
+        else:
+            self._parts.clear()  # too large to read; the body was still forwarded whole
+
+    def finish(self) -> Observation | None:
+        if self._size > self._max:
+            return None
+        return observe_json(b"".join(self._parts), self._encoding, max_bytes=self._max)
+
+
+def tap_for(headers: CIMultiDictProxy[str], *, max_event_bytes: int,
+            max_body_bytes: int = 8 << 20) -> ResponseTap:
+    if is_event_stream(headers):
+        return StreamTap(max_event_bytes)
+    content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if content_type in _JSON_TYPES:
+        return BodyTap(headers.get("Content-Encoding"), max_body_bytes)
+    return ResponseTap()
