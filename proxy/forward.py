@@ -1,0 +1,170 @@
+"""The byte mover: sends a request upstream and relays the response to the client.
+
+It knows HTTP and nothing else: no JSON, no SSE rules, no metric names. Each piece the upstream
+sends is written to the client as soon as it arrives, then handed to the tap (a copy, after
+the write, so observing never holds the client back). What happened on the wire is written into
+the `Exchange`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from .errors import azure_error
+from .exchange import ERROR_CONNECT, ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT, Exchange
+from .headers import client_response_headers, is_event_stream
+
+
+class Tap(Protocol):
+    """Sees a copy of every response piece after it was sent. Must never raise."""
+
+    def feed(self, data: bytes) -> None: ...
+
+
+class Rewriter(Protocol):
+    """Changes what the client receives (used only to drop a chunk the proxy itself caused)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class UpstreamError(Exception):
+    """The upstream could not be asked: no connection, no answer in time, or a broken answer."""
+
+    def __init__(self, error_type: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error_type = error_type
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    *,
+    base: str,
+    method: str,
+    raw_path_qs: str,
+    headers: CIMultiDict[str],
+    body: bytes,
+    response_timeout: float,
+) -> aiohttp.ClientResponse:
+    """Send one request upstream and wait for its response headers."""
+    # encoded=True: the path and query go out exactly as the client wrote them.
+    url = URL(base + raw_path_qs, encoded=True)
+    try:
+        async with asyncio.timeout(response_timeout):
+            return await session.request(
+                method, url, headers=headers, data=body or None, allow_redirects=False,
+                skip_auto_headers=SKIP_AUTO_HEADERS,
+            )
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamError(ERROR_TIMEOUT, "no response from the upstream in time") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError(ERROR_CONNECT, f"cannot connect to {url.host}") from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        raise UpstreamError(ERROR_RESET, "the upstream closed the connection") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid response") from exc
+
+
+# Headers aiohttp would otherwise invent: the upstream should see only what the client sent.
+SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+
+
+async def relay(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    ex: Exchange,
+    *,
+    tap: Tap,
+    rewrite: Rewriter | None = None,
+    prefetched: bytes | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> web.StreamResponse:
+    """Relay `upstream` to the client piece by piece; `prefetched` is a body already read."""
+    stream = is_event_stream(upstream.headers)
+    ex.stream = ex.stream or stream
+    ex.status = upstream.status
+    response = web.StreamResponse(
+        status=upstream.status, reason=upstream.reason,
+        headers=client_response_headers(upstream.headers, stream=stream),
+    )
+    try:
+        await response.prepare(request)
+        if prefetched is not None:
+            await _write(response, ex, prefetched, clock)
+            tap.feed(prefetched)
+        else:
+            await _pump(upstream, response, ex, tap, rewrite, clock)
+        await response.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        # The client went away (a failed write, or aiohttp cancelling the handler because the
+        # connection was lost): the upstream is closed below so it stops generating at once.
+        ex.client_disconnected = True
+        upstream.close()
+        raise
+    except UpstreamError as exc:
+        ex.error_type = exc.error_type
+        upstream.close()
+        _end_uncleanly(request)
+    else:
+        upstream.release()
+    finally:
+        ex.ended_at = clock()
+    return response
+
+
+async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, ex: Exchange,
+                tap: Tap, rewrite: Rewriter | None, clock: Callable[[], float]) -> None:
+    try:
+        async for piece in upstream.content.iter_any():
+            out = rewrite.feed(piece) if rewrite is not None else piece
+            if out:
+                await _write(response, ex, out, clock)
+            tap.feed(piece)
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamError(ERROR_TIMEOUT, "the upstream went silent") from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError) as exc:
+        raise UpstreamError(ERROR_RESET, "the upstream broke off the response") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid response") from exc
+    if rewrite is not None:
+        tail = rewrite.flush()
+        if tail:
+            await _write(response, ex, tail, clock)
+
+
+async def _write(response: web.StreamResponse, ex: Exchange, data: bytes,
+                 clock: Callable[[], float]) -> None:
+    await response.write(data)
+    if ex.first_byte_at is None and data:
+        ex.first_byte_at = clock()
+
+
+def _end_uncleanly(request: web.Request) -> None:
+    """Close the client connection without ending the body, as the upstream did to us.
+
+    The client must learn the response broke off (an incomplete chunked body), not receive a
+    clean end it would take for a complete answer. What was already written is flushed first.
+    """
+    if request.transport is not None:
+        request.transport.close()
+
+
+def error_response(error: UpstreamError, ex: Exchange, upstream_name: str) -> web.Response:
+    """The proxy's own answer when the upstream could not be asked at all."""
+    ex.error_type = error.error_type
+    if error.error_type == ERROR_TIMEOUT:
+        return azure_error(504, "GatewayTimeout",
+                           f"The upstream {upstream_name!r} did not answer in time.")
+    return azure_error(502, "BadGateway",
+                       f"The upstream {upstream_name!r} could not be reached: {error}.")
+

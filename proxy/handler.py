@@ -1,0 +1,173 @@
+"""The one request handler: attribute, forward, observe, record.
+
+Per request: read the body (bounded), find the deployment and the client (bounded label values),
+maybe ask for exact usage, send upstream (retrying once if an old api-version rejects the
+usage option), relay the response through `forward.relay` with the right tap, then record the
+finished `Exchange` in the metrics and the access log, exactly once, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from . import ratelimit
+from .accesslog import log_access
+from .config import Config, UpstreamConfig
+from .errors import azure_error
+from .exchange import Exchange
+from .forward import UpstreamError, error_response, relay, send
+from .headers import credential_digest, is_event_stream, upstream_request_headers
+from .metrics import OTHER_DEPLOYMENT, UNKNOWN_CLIENT, Metrics
+from .sse import UsageChunkStripper
+from .tap import tap_for
+from .usage import Intent, RejectionMemory, read_intent, rejects_stream_options, with_usage
+
+# nginx's code for "client closed request": the client left before any response was sent.
+CLIENT_CLOSED = 499
+_MAX_ERROR_BODY = 1 << 20
+
+
+@dataclass
+class ProxyState:
+    config: Config
+    metrics: Metrics
+    session: aiohttp.ClientSession
+    bases: dict[str, str]
+    """Upstream name -> base URL (the built-in simulator's is known only once it listens)."""
+    clients: dict[str, str]
+    """sha256 of a client key -> client name."""
+    rejections: RejectionMemory
+    access_log: logging.Logger | None
+
+    def upstream_for(self, deployment: str | None) -> UpstreamConfig:
+        for upstream in self.config.upstreams:
+            if deployment in upstream.deployments:
+                return upstream
+        return self.config.upstreams[0]
+
+
+STATE = web.AppKey("state", ProxyState)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    ex = Exchange(started=time.perf_counter(), wall_time=time.time(), method=request.method,
+                  path=request.path, api_version=request.query.get("api-version"))
+    digest = credential_digest(request.headers)
+    ex.client = state.clients.get(digest, UNKNOWN_CLIENT) if digest else UNKNOWN_CLIENT
+    try:
+        return await _handle(request, state, ex)
+    except asyncio.CancelledError:
+        ex.client_disconnected = True
+        if not ex.status:
+            ex.status = CLIENT_CLOSED
+        raise
+    finally:
+        if ex.ended_at is None:
+            ex.ended_at = time.perf_counter()
+        state.metrics.record(ex)
+        log_access(state.access_log, ex)
+
+
+async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.StreamResponse:
+    limits = state.config.limits
+    try:
+        body = await _read_body(request, limits.max_request_body_bytes)
+    except BodyTooLarge:
+        ex.status = 413
+        return azure_error(413, "RequestEntityTooLarge", "The request body is larger than the "
+                           f"proxy's limit of {limits.max_request_body_bytes} bytes.")
+    named = _deployment_in_path(request.path)
+    intent = read_intent(body, need_model=named is None)
+    ex.deployment_name = named if named is not None else intent.model
+    upstream = state.upstream_for(ex.deployment_name)
+    if ex.deployment_name in upstream.deployments:
+        ex.deployment = ex.deployment_name or OTHER_DEPLOYMENT
+    ex.stream = intent.stream
+    state.metrics.started(ex)
+
+    headers = upstream_request_headers(
+        request.headers, api_key=upstream.api_key, client_ip=request.remote,
+        scheme=request.scheme, keep_content_length=False)
+    memory_key = (upstream.name, ex.deployment_name or "", ex.api_version or "")
+    injected = _usage_body(state, request.path, intent, memory_key)
+    ex.usage_injected = injected is not None
+    base = state.bases[upstream.name]
+
+    async def ask(data: bytes) -> aiohttp.ClientResponse:
+        return await send(state.session, base=base, method=request.method,
+                          raw_path_qs=request.raw_path, headers=headers, body=data,
+                          response_timeout=state.config.timeouts.response)
+
+    try:
+        response = await ask(injected if injected is not None else body)
+        prefetched = None
+        if injected is not None and response.status == 400:
+            prefetched = await response.content.read(_MAX_ERROR_BODY)
+            if rejects_stream_options(response.status, prefetched):
+                response.release()
+                state.rejections.add(memory_key)
+                ex.usage_injected, prefetched = False, None
+                response = await ask(body)
+    except UpstreamError as exc:
+        ex.status = (err := error_response(exc, ex, upstream.name)).status
+        return err
+    _note_headers(ex, response)
+    tap = tap_for(response.headers, max_event_bytes=limits.max_event_bytes)
+    rewrite = UsageChunkStripper() if ex.usage_injected and is_event_stream(
+        response.headers) else None
+    try:
+        return await relay(request, response, ex, tap=tap, rewrite=rewrite,
+                           prefetched=prefetched)
+    finally:
+        ex.observation = tap.finish()
+
+
+def _usage_body(state: ProxyState, path: str, intent: Intent,
+                memory_key: tuple[str, str, str]) -> bytes | None:
+    if not (state.config.inject_stream_usage and intent.stream and not intent.wants_usage):
+        return None
+    if not path.endswith("/chat/completions") or memory_key in state.rejections:
+        return None
+    return with_usage(intent)
+
+
+def _note_headers(ex: Exchange, response: aiohttp.ClientResponse) -> None:
+    headers = response.headers
+    ex.upstream_request_id = headers.get("apim-request-id") or headers.get("x-request-id")
+    ex.ratelimit_remaining = ratelimit.remaining(headers)
+    if response.status == 429:
+        ex.retry_after = ratelimit.retry_after(headers)
+
+
+def _deployment_in_path(path: str) -> str | None:
+    """`/openai/deployments/{name}/...` -> name; other forms carry it in the body's `model`."""
+    parts = path.split("/", 4)
+    if len(parts) >= 4 and parts[1] == "openai" and parts[2] == "deployments" and parts[3]:
+        return parts[3]
+    return None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge
+    if not request.body_exists:
+        return b""
+    parts: list[bytes] = []
+    size = 0
+    async for piece in request.content.iter_any():
+        size += len(piece)
+        if size > limit:
+            raise BodyTooLarge
+        parts.append(piece)
+    return b"".join(parts)
