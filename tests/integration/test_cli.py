@@ -1,0 +1,111 @@
+"""The command line as a user runs it: real processes, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", *args, cwd=ROOT, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_bad_config_exits_2_naming_file_and_every_key(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("listen:\n  port: x\nupstreams:\n  - name: a\n    api_key: ${NOPE_X}\n"
+                    "colour: blue\n")
+    code, _, err = await run("--config", str(path), )
+    assert code == 2
+    for fragment in (f"{path}: listen.port:", f"{path}: upstreams[0].endpoint: missing",
+                     f"{path}: upstreams[0].api_key: environment variable NOPE_X is not set",
+                     f"{path}: colour: unknown key"):
+        assert fragment in err, err
+
+
+async def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    code, _, err = await run("--config", str(tmp_path / "absent.yaml"))
+    assert code == 2 and "absent.yaml: cannot read file" in err
+
+
+async def wait_healthy(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    async with http.get(url + "/healthz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+
+
+async def test_shipped_config_serves_a_stream_on_the_simulator_and_stops_on_sigterm() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "--config", "config.yaml", cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AZURE_OPENAI")},
+             "PROXY_PORT": str(port)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(url)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                    url + "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+                    json={"messages": [{"role": "user", "content": "hi"}], "stream": True},
+                    headers={"api-key": "k"}) as response:
+                body = await response.read()
+            assert response.status == 200
+            assert body.endswith(b"data: [DONE]\n\n")
+            async with http.get(url + "/metrics") as response:
+                assert "aoai_proxy_requests_total" in await response.text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    line = next(line for line in out.decode().splitlines() if '"path"' in line)
+    assert '"deployment":"gpt-4o"' in line and '"status":200' in line
+
+
+async def test_simulate_command_serves_until_sigterm() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "simulate", "--port", str(port), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/openai/v1/models") as r:
+                            assert r.status == 200
+                            break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await process.communicate()
+    assert process.returncode == 0
