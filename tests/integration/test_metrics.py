@@ -19,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import ClientConfig
-from proxy.simulator import SIM_STATS, SimulatorConfig
-from tests.conftest import API_VERSION, Running, chat_path
+from proxy.simulator import SIM_STATS
+from tests.conftest import Running, chat_path
 
 Series = tuple[str, frozenset[tuple[str, str]]]
 MESSAGES = [{"role": "user", "content": "Tell me about streams."}]
