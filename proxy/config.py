@@ -83,6 +83,17 @@ class LimitsConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     path: str = "/metrics"
+    bearer_token: str | None = field(default=None, repr=False)
+    """When set, `/metrics` answers 401 unless sent `Authorization: Bearer <token>`."""
+
+
+@dataclass(frozen=True)
+class ShutdownConfig:
+    grace: float = 5.0
+    """Seconds `/readyz` answers 503 while the proxy still serves, so load balancers stop
+    sending new requests before the listener closes."""
+    drain_timeout: float = 30.0
+    """Seconds in-flight requests get to finish once the listener closed; then they are cut."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,11 @@ class Config:
     timeouts: TimeoutsConfig = TimeoutsConfig()
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    admin: ListenConfig | None = None
+    """Where `/metrics`, `/healthz` and `/readyz` are served; None = on the proxy's own port."""
+    shutdown: ShutdownConfig = ShutdownConfig()
+    require_client_auth: bool = False
+    """Answer 401 to requests whose key matches no configured client."""
     inject_stream_usage: bool = True
     access_log: bool = True
     source: str = "<config>"
@@ -144,6 +160,10 @@ class _Reader:
             return None
         upstreams = self.upstreams(section.get("upstreams"))
         clients = self.clients(section.get("clients", []))
+        require_auth = self.scalar("require_client_auth",
+                                   section.get("require_client_auth", False), _to_bool)
+        if require_auth:
+            self.check_auth(upstreams, clients, bool(section.get("clients")))
         return Config(
             upstreams=upstreams,
             listen=self.listen(section.get("listen", {})),
@@ -151,6 +171,9 @@ class _Reader:
             timeouts=self.timeouts(section.get("timeouts", {})),
             limits=self.limits(section.get("limits", {})),
             metrics=self.metrics(section.get("metrics", {})),
+            admin=self.listen(section["admin"], key="admin") if "admin" in section else None,
+            shutdown=self.shutdown(section.get("shutdown", {})),
+            require_client_auth=bool(require_auth),
             inject_stream_usage=self.scalar(
                 "inject_stream_usage", section.get("inject_stream_usage", True), _to_bool
             )
@@ -188,8 +211,10 @@ class _Reader:
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in self.environ:
-                return self.environ[name]
+            value = self.environ.get(name)
+            # As in the shell: `${VAR:-default}` also replaces a variable that is set but empty.
+            if value or (value is not None and default is None):
+                return value
             if default is not None:
                 return default
             missing.append(name)
@@ -201,13 +226,36 @@ class _Reader:
                          "to make it optional)")
         return None if missing else value
 
-    def listen(self, raw: Any) -> ListenConfig:
-        section = self.mapping("listen", raw, frozenset({"host", "port"}))
+    def listen(self, raw: Any, key: str = "listen") -> ListenConfig:
+        section = self.mapping(key, raw, frozenset({"host", "port"}))
         if section is None:
             return ListenConfig()
-        host = self.scalar("listen.host", section.get("host", "127.0.0.1"), _to_text)
-        port = self.scalar("listen.port", section.get("port", 8080), _to_port)
+        host = self.scalar(f"{key}.host", section.get("host", "127.0.0.1"), _to_text)
+        port = self.scalar(f"{key}.port", section.get("port", 8080), _to_port)
         return ListenConfig(host=host or "127.0.0.1", port=8080 if port is None else port)
+
+    def check_auth(self, upstreams: tuple[UpstreamConfig, ...],
+                   clients: tuple[ClientConfig, ...], listed: bool) -> None:
+        """Client auth only makes sense when the proxy, not the app, holds the Azure key."""
+        if not listed:
+            self.problem("require_client_auth", "needs at least one entry in `clients`")
+        for i, upstream in enumerate(upstreams):
+            if upstream.api_key is None and not upstream.is_simulator:
+                self.problem(f"upstreams[{i}].api_key", "must be set when "
+                             "require_client_auth is true (clients then hold proxy keys, "
+                             "not Azure keys)")
+
+    def shutdown(self, raw: Any) -> ShutdownConfig:
+        section = self.mapping("shutdown", raw, frozenset({"grace", "drain_timeout"}))
+        if section is None:
+            return ShutdownConfig()
+        default = ShutdownConfig()
+        grace = self.scalar("shutdown.grace", section.get("grace", default.grace),
+                            _to_non_negative_seconds)
+        drain = self.scalar("shutdown.drain_timeout",
+                            section.get("drain_timeout", default.drain_timeout), _to_seconds)
+        return ShutdownConfig(grace=default.grace if grace is None else grace,
+                              drain_timeout=drain or default.drain_timeout)
 
     def upstreams(self, raw: Any) -> tuple[UpstreamConfig, ...]:
         if raw is None:
@@ -300,15 +348,18 @@ class _Reader:
         return LimitsConfig(**{k: v for k, v in values.items() if v is not None})
 
     def metrics(self, raw: Any) -> MetricsConfig:
-        section = self.mapping("metrics", raw, frozenset({"path"}))
+        section = self.mapping("metrics", raw, frozenset({"path", "bearer_token"}))
         if section is None:
             return MetricsConfig()
         path = self.scalar("metrics.path", section.get("path", "/metrics"), _to_route)
-        return MetricsConfig(path=path or "/metrics")
+        token = self.scalar("metrics.bearer_token", section.get("bearer_token"),
+                            _to_optional_text)
+        return MetricsConfig(path=path or "/metrics", bearer_token=token or None)
 
 
 _TOP_KEYS = frozenset({"listen", "upstreams", "clients", "timeouts", "limits", "metrics",
-                       "inject_stream_usage", "access_log"})
+                       "admin", "shutdown", "require_client_auth", "inject_stream_usage",
+                       "access_log"})
 
 
 def _join(key: str, name: object) -> str:
@@ -380,6 +431,10 @@ def _to_seconds(value: Any) -> float:
     if not seconds > 0:
         raise ValueError(f"expected a positive number of seconds, got {value!r}")
     return seconds
+
+
+def _to_non_negative_seconds(value: Any) -> float:
+    return 0.0 if value in (0, "0") else _to_seconds(value)
 
 
 def _to_endpoint(value: Any) -> str:

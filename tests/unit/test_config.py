@@ -51,6 +51,9 @@ def test_env_substitution_and_defaults() -> None:
     config = parse_config(text, {"EP": "http://127.0.0.1:9"})
     assert config.upstreams[0].endpoint == "http://127.0.0.1:9"
     assert config.upstreams[0].api_key is None
+    # As in the shell, a set-but-empty variable takes the default too.
+    text = MINIMAL.replace("https://my-resource.openai.azure.com", "${EP:-simulator}")
+    assert parse_config(text, {"EP": ""}).upstreams[0].is_simulator
 
 
 def test_every_problem_is_listed_at_once_with_file_and_key() -> None:
