@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .exchange import Exchange
@@ -39,7 +39,7 @@ def access_record(ex: Exchange) -> dict[str, Any]:
     obs = ex.observation
     usage = obs.usage if obs is not None else None
     return {
-        "time": datetime.fromtimestamp(ex.wall_time, timezone.utc).isoformat(
+        "time": datetime.fromtimestamp(ex.wall_time, UTC).isoformat(
             timespec="milliseconds"),
         "method": ex.method,
         "path": ex.path[:512],

@@ -1,9 +1,15 @@
-"""Builds the proxy's aiohttp application: state, resources, routes."""
+"""Builds the proxy's aiohttp applications: state, resources, routes.
+
+The proxy app forwards everything except its own endpoints (`/healthz`, `/readyz`, metrics).
+With `admin` configured, those endpoints move to a separate app on a private address.
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -12,29 +18,78 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from .accesslog import access_logger
 from .config import Config, UpstreamConfig
+from .errors import azure_error
 from .handler import STATE, ProxyState, handle
 from .metrics import Metrics
 from .simulator import SimulatorConfig, create_simulator_app
 from .usage import RejectionMemory
 
 log = logging.getLogger("aoai_stream_proxy")
+
+
+@dataclass
+class Lifecycle:
+    """Shared by the proxy and admin apps: whether new traffic is still welcome."""
+
+    draining: bool = False
+
+
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 
-def create_app(config: Config, registry: CollectorRegistry | None = None) -> web.Application:
-    """The proxy as an application; `registry` lets tests (and workers) own their metrics."""
+def create_app(config: Config, registry: CollectorRegistry | None = None, *,
+               exposition: CollectorRegistry | None = None,
+               lifecycle: Lifecycle | None = None) -> web.Application:
+    """The proxy. `registry` holds its metrics (tests give each app a fresh one);
+    `exposition` is what `/metrics` serves (a multiprocess collector with workers)."""
     app = web.Application(client_max_size=config.limits.max_request_body_bytes)
     registry = registry if registry is not None else CollectorRegistry()
     app[REGISTRY] = registry
+    app[LIFECYCLE] = lifecycle if lifecycle is not None else Lifecycle()
     metrics = Metrics(registry, config.deployments, [c.name for c in config.clients])
     app.cleanup_ctx.append(_upstream_resources(config, metrics))
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get(config.metrics.path, make_aiohttp_handler(registry))
+    if config.admin is None:
+        _add_admin_routes(app, config, exposition or registry, app[LIFECYCLE])
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
 
-def _upstream_resources(config: Config, metrics: Metrics):  # type: ignore[no-untyped-def]
+def create_admin_app(config: Config, exposition: CollectorRegistry,
+                     lifecycle: Lifecycle) -> web.Application:
+    app = web.Application()
+    app[LIFECYCLE] = lifecycle
+    _add_admin_routes(app, config, exposition, lifecycle)
+    return app
+
+
+def _add_admin_routes(app: web.Application, config: Config, exposition: CollectorRegistry,
+                      lifecycle: Lifecycle) -> None:
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        if lifecycle.draining:
+            return web.json_response({"status": "draining"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    serve_metrics = make_aiohttp_handler(exposition)
+    token = config.metrics.bearer_token
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if expected is not None and not hmac.compare_digest(given, expected):
+            return azure_error(401, "401", "A valid bearer token is required for metrics.")
+        return await serve_metrics(request)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get(config.metrics.path, metrics)
+
+
+def _upstream_resources(
+        config: Config, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         session = _client_session(config)
         runners: list[web.AppRunner] = []
@@ -76,9 +131,11 @@ def _client_session(config: Config) -> aiohttp.ClientSession:
 
 
 async def _start_simulator(upstream: UpstreamConfig) -> tuple[web.AppRunner, str]:
-    deployments = upstream.deployments or SimulatorConfig().deployments
-    runner = web.AppRunner(create_simulator_app(SimulatorConfig(deployments=deployments)),
-                           access_log=None)
+    # The built-in simulator plays a realistic model (first token after 150 ms, then 20 ms
+    # per token), so the demo's dashboards show what real streams look like.
+    config = SimulatorConfig(deployments=upstream.deployments or SimulatorConfig().deployments,
+                             first_token_delay=0.15, token_delay=0.02)
+    runner = web.AppRunner(create_simulator_app(config), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -86,7 +143,3 @@ async def _start_simulator(upstream: UpstreamConfig) -> tuple[web.AppRunner, str
     log.warning("upstream %r is the built-in simulator on 127.0.0.1:%d (no Azure traffic)",
                 upstream.name, port)
     return runner, f"http://127.0.0.1:{port}"
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})

@@ -66,6 +66,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     digest = credential_digest(request.headers)
     ex.client = state.clients.get(digest, UNKNOWN_CLIENT) if digest else UNKNOWN_CLIENT
     try:
+        if state.config.require_client_auth and ex.client == UNKNOWN_CLIENT:
+            return _unauthorized(state, ex)
         return await _handle(request, state, ex)
     except asyncio.CancelledError:
         ex.client_disconnected = True
@@ -131,6 +133,18 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
                            prefetched=prefetched)
     finally:
         ex.observation = tap.finish()
+
+
+def _unauthorized(state: ProxyState, ex: Exchange) -> web.Response:
+    """Never forwarded, and the body is not even read: the caller is not one of ours."""
+    named = _deployment_in_path(ex.path)
+    if named is not None and named in state.config.deployments:
+        ex.deployment = named
+    state.metrics.started(ex)
+    ex.status = 401
+    return azure_error(401, "401", "Access denied due to a missing or invalid key for this "
+                       "proxy. Send the key this proxy issued to your app as `api-key` or as "
+                       "an `Authorization: Bearer` token.")
 
 
 def _usage_body(state: ProxyState, path: str, intent: Intent,
