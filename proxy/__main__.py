@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from . import __version__, loadgen
 from .app import create_app
 from .config import Config, ConfigError, ListenConfig, UpstreamConfig, load_config
-from .server import start, wait_for_signal
+from .server import serve, start, wait_for_signal
 from .simulator import SimulatorConfig, create_simulator_app
+from .workers import Supervisor, worker_count, worker_registries
 
 log = logging.getLogger("aoai_stream_proxy")
 DEMO_DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")
@@ -25,11 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aoai-stream-proxy",
         description="Reverse proxy for Azure OpenAI: unbuffered streams, Prometheus metrics.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", default="config.yaml",
-                        help="YAML config file (default: ./config.yaml)")
+    _serve_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", help="run the proxy (the default)").add_argument(
-        "--config", default=argparse.SUPPRESS, help="YAML config file")
+    serve = commands.add_parser("serve", help="run the proxy (the default)")
+    _serve_options(serve, defaults=False)
+    # Internal: set by the `--workers` supervisor for the processes it starts.
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     simulate = commands.add_parser("simulate", help="run the simulated Azure OpenAI upstream")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8000)
@@ -47,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """`--config` and `--workers`, accepted before or after the optional `serve`."""
+    default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
+    parser.add_argument("--config", default=default("config.yaml"),
+                        help="YAML config file (default: ./config.yaml)")
+    parser.add_argument("--workers", default=default("1"), metavar="N",
+                        help="processes sharing the port (SO_REUSEPORT); `auto` = one per CPU "
+                             "(default: 1)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -58,25 +70,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_demo(args))
         if args.command == "loadgen":
             return loadgen.main(args)
-        try:
-            config = load_config(args.config, os.environ)
-        except ConfigError as exc:
-            print(f"aoai-stream-proxy: {exc}", file=sys.stderr)
-            return 2
-        return asyncio.run(_serve(config))
+        return _serve(args)
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(config: Config) -> int:
-    runner, port = await start(create_app(config), config.listen.host, config.listen.port)
-    log.info("aoai-stream-proxy %s listening on http://%s:%d", __version__,
-             config.listen.host, port)
+def _serve(args: argparse.Namespace) -> int:
     try:
-        await wait_for_signal()
-    finally:
-        await runner.cleanup()
-    return 0
+        config = load_config(args.config, os.environ)
+        count = worker_count(args.workers)
+    except ConfigError as exc:
+        print(f"aoai-stream-proxy: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"aoai-stream-proxy: --workers: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "worker", False):
+        registry, exposition = worker_registries()
+        asyncio.run(serve(config, reuse_port=True, registry=registry, exposition=exposition))
+        return 0
+    if count == 1:
+        asyncio.run(serve(config))
+        return 0
+    if config.listen.port == 0:
+        print("aoai-stream-proxy: --workers needs a fixed listen.port (not 0)", file=sys.stderr)
+        return 2
+    return Supervisor(args.config, config, count).run()
 
 
 async def _simulate(args: argparse.Namespace) -> int:
