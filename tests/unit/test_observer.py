@@ -1,0 +1,621 @@
+"""StreamObserver and observe_json over recorded Azure streams and bodies."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import itertools
+import json
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.observer import (
+    Observation,
+    StreamObserver,
+    Usage,
+    content_filter_events,
+    observe_json,
+)
+
+STREAM_DIR = Path(__file__).parent.parent / "data" / "streams"
+STREAMS = sorted(STREAM_DIR.glob("*.sse"))
+
+
+def stream(name: str) -> bytes:
+    return (STREAM_DIR / name).read_bytes()
+
+
+def observe(pieces: Iterable[bytes], *, fast_path: bool = True, **kwargs: Any) -> Observation:
+    observer = StreamObserver(fast_path=fast_path, **kwargs)
+    for piece in pieces:
+        observer.feed(piece)
+    return observer.close()
+
+
+def untimed(obs: Observation) -> Observation:
+    return dataclasses.replace(obs, first_token_at=None, last_token_at=None)
+
+
+def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def events_of(data: bytes) -> list[bytes]:
+    """The `data:` payloads of a "\\n\\n"-framed single-line stream."""
+    return [e.removeprefix(b"data: ") for e in data.split(b"\n\n") if e.startswith(b"data: ")]
+
+
+def frame(payloads: Iterable[bytes]) -> list[bytes]:
+    return [b"data: " + p + b"\n\n" for p in payloads]
+
+
+# --- expected observations of the recorded streams -----------------------------------------
+
+STOP = {0: "stop"}
+EXPECTED: dict[str, dict[str, Any]] = {
+    "azure-default-gpt-4o-mini.sse": {"content_events": 10, "finish_reasons": STOP, "events": 14},
+    "azure-default-gpt-4o-mini-crlf.sse": {
+        "content_events": 10,
+        "finish_reasons": STOP,
+        "events": 14,
+    },
+    "azure-v1-include-usage.sse": {
+        "content_events": 6,
+        "finish_reasons": STOP,
+        "events": 11,
+        "usage": Usage(prompt_tokens=15, completion_tokens=12),
+    },
+    "azure-tool-calls.sse": {
+        "content_events": 9,
+        "finish_reasons": {0: "tool_calls"},
+        "events": 14,
+        "usage": Usage(prompt_tokens=70, completion_tokens=98, reasoning_tokens=64),
+    },
+    "azure-async-filter-blocked.sse": {
+        "content_events": 7,
+        "finish_reasons": {0: "content_filter"},
+        "events": 12,
+        "filter_categories": {"completion": {"protected_material_text"}},
+        "choice_filter_categories": {0: {"protected_material_text"}},
+    },
+    "azure-async-filter-passing.sse": {"content_events": 7, "finish_reasons": STOP, "events": 12},
+    "azure-default-content-filter.sse": {
+        "content_events": 4,
+        "finish_reasons": {0: "content_filter"},
+        "events": 8,
+        "filter_categories": {"completion": {"violence"}},
+        "choice_filter_categories": {0: {"violence"}},
+    },
+    "azure-n2.sse": {
+        "content_events": 10,
+        "finish_reasons": {0: "stop", 1: "length"},
+        "choices_seen": {0, 1},
+        "events": 16,
+    },
+    "azure-error-event.sse": {
+        "content_events": 3,
+        "finish_reasons": {},
+        "events": 6,
+        "error_code": "error",
+        "done": False,
+    },
+    "client-quirks.sse": {
+        "content_events": 2,
+        "finish_reasons": STOP,
+        "events": 8,
+        "parse_errors": 2,
+    },
+}
+CONTENT_FILTER_EVENTS = {
+    "azure-async-filter-blocked.sse": [("completion", "protected_material_text")],
+    "azure-default-content-filter.sse": [("completion", "violence")],
+}
+
+
+def test_every_recorded_stream_has_expectations() -> None:
+    assert sorted(EXPECTED) == [path.name for path in STREAMS]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "full-parse"])
+def test_recorded_stream_observation(name: str, fast_path: bool) -> None:
+    defaults = Observation(choices_seen={0}, done=True)
+    expected = dataclasses.replace(defaults, **EXPECTED[name])
+    assert untimed(observe([stream(name)], fast_path=fast_path)) == expected
+    assert content_filter_events(expected) == CONTENT_FILTER_EVENTS.get(name, [])
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=[p.name for p in STREAMS])
+def test_same_observation_for_every_split(path: Path) -> None:
+    data = path.read_bytes()
+    whole = untimed(observe([data]))
+    assert untimed(observe([data], fast_path=False)) == whole
+    assert untimed(observe(data[i : i + 1] for i in range(len(data)))) == whole
+    for cut in range(1, len(data)):
+        assert untimed(observe([data[:cut], data[cut:]])) == whole, cut
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(STREAMS),
+    st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=30),
+)
+def test_same_observation_for_random_splits(path: Path, cuts: list[int]) -> None:
+    data = path.read_bytes()
+    pieces = split_at(data, [cut % (len(data) + 1) for cut in cuts])
+    assert untimed(observe(pieces)) == untimed(observe([data], fast_path=False))
+
+
+def test_token_times_come_from_the_clock_at_the_pieces_with_output() -> None:
+    now = [0.0]
+    observer = StreamObserver(clock=lambda: now[0])
+    for i, piece in enumerate(frame(events_of(stream("azure-default-gpt-4o-mini.sse")))):
+        now[0] = float(i)
+        observer.feed(piece)
+    obs = observer.close()
+    # pieces: 0 prompt annotation, 1 role (content ""), 2..11 content, 12 finish, 13 [DONE]
+    assert (obs.first_token_at, obs.last_token_at) == (2.0, 11.0)
+
+
+def test_no_output_no_token_times() -> None:
+    obs = observe([stream("azure-default-gpt-4o-mini.sse").split(b"\n\n", 2)[0] + b"\n\n"])
+    assert obs.first_token_at is None
+    assert obs.last_token_at is None
+    assert obs.incomplete_choices == set()
+
+
+def test_error_event_leaves_the_choice_incomplete() -> None:
+    obs = observe([stream("azure-error-event.sse")])
+    assert obs.incomplete_choices == {0}
+
+
+# --- fast path versus full parse ------------------------------------------------------------
+
+
+def reencodings(payload: bytes) -> Iterator[bytes]:
+    """The same JSON written other ways: other key orders, whitespace, escapes."""
+    obj = json.loads(payload)
+    yield json.dumps(obj).encode()  # ", " and ": " separators
+    yield json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    yield json.dumps(_reversed_keys(obj), separators=(",", ":")).encode()
+    yield json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
+    yield json.dumps(obj, indent=1).encode().replace(b"\n", b" ")
+
+
+def _reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _reversed_keys(v) for k, v in reversed(value.items())}
+    if isinstance(value, list):
+        return [_reversed_keys(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=[p.name for p in STREAMS])
+@pytest.mark.parametrize("variant", range(5))
+def test_reencoded_streams_observe_the_same(path: Path, variant: int) -> None:
+    data = path.read_bytes().replace(b"\r\n", b"\n")
+    if path.name == "client-quirks.sse":
+        data = b"".join(frame(events_of(stream("azure-default-gpt-4o-mini.sse"))))
+    original = untimed(observe([data], fast_path=False))
+    payloads = []
+    for payload in events_of(data):
+        if payload.startswith(b"{"):
+            payload = list(reencodings(payload))[variant]
+        payloads.append(payload)
+    pieces = frame(payloads)
+    assert untimed(observe(pieces)) == original
+    assert untimed(observe([b"".join(pieces)])) == original
+    assert untimed(observe(pieces, fast_path=False)) == original
+
+
+def azure_chunk(content: str, obfuscation: str = "", index: int = 0, **choice: Any) -> bytes:
+    """A default-mode content chunk laid out like the real capture."""
+    cf = {k: {"filtered": False, "severity": "safe"} for k in ("hate", "self_harm", "sexual")}
+    body = {
+        "choices": [
+            {
+                "content_filter_results": cf,
+                "delta": {"content": content},
+                "finish_reason": None,
+                "index": index,
+                "logprobs": None,
+                **choice,
+            }
+        ],
+        "created": 1762402679,
+        "id": "chatcmpl-CYljbWrmFtdLB60LvT3bgBwXiIdDo",
+        "model": "gpt-4o-mini-2024-07-18",
+        "obfuscation": obfuscation,
+        "object": "chat.completion.chunk",
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def count_json_loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    real = json.loads
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting)  # the observer calls json.loads
+    return calls
+
+
+def test_ordinary_content_chunks_are_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_json_loads(monkeypatch)
+    contents = ["w", "\\", 'say "hi"', "\u00e9\u2713\U0001f600", "a\\\\", "\n\t"]
+    pieces = frame(azure_chunk(f"{i}{contents[i % 6]}", "o" * (i % 16)) for i in range(200))
+    obs = observe(pieces)
+    assert obs.content_events == 200
+    assert calls[0] <= 3  # the first chunk, and the probe that learns its template
+
+
+def test_multi_event_pieces_use_the_fast_path_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_json_loads(monkeypatch)
+    pieces = frame(azure_chunk(f"w{i}", "o" * (i % 7)) for i in range(99))
+    obs = observe(b"".join(pieces[i : i + 3]) for i in range(0, 99, 3))
+    assert obs.content_events == 99
+    assert calls[0] <= 3
+
+
+def test_fast_path_is_not_fooled_by_look_alike_chunks() -> None:
+    learned = [azure_chunk("a", "x"), azure_chunk("b", "")]
+    tricky = [
+        azure_chunk(""),  # same bytes outside the strings, but no output
+        azure_chunk("c", finish_reason="stop"),
+        azure_chunk("d", index=1),
+        azure_chunk("e", content_filter_results={"hate": {"filtered": True, "severity": "high"}}),
+        azure_chunk('"},"finish_reason":"length","index":0}],"x":"'),  # escaped look-alike
+        azure_chunk("f\\"),
+        azure_chunk("g", "\\\\"),
+        azure_chunk("h").replace(b'"finish_reason":null', b'"finish_reason": null'),
+        azure_chunk("i").replace(b"}]", b'}],"usage":{"prompt_tokens":5}'),
+        azure_chunk("j").replace(b"}]", b'}],"error":{"code":"boom"}'),
+    ]
+    for piece in tricky:
+        check_fast_equals_full([*frame(learned), *frame([piece])])
+    # A content ending in a backslash: its closing quote is real. Reading past it would let
+    # this re-nested chunk (the delta now in a choice without index) pass as the learned shape.
+    learned = [azure_chunk("k\\", index=1), azure_chunk("l\\\\", index=1)]
+    renested = azure_chunk("m\\", index=1).replace(b'"},"finish', b'"}},{"finish')
+    check_fast_equals_full([*frame(learned), *frame([renested])])
+    # Data lines joined with "\n": a template must match the whole event, not a prefix of it.
+    joined = b"data: " + learned[0] + b'\ndata:\ndata: {"x":1}\n\n'
+    check_fast_equals_full([*frame(learned), joined])
+
+
+def test_chunks_with_more_than_output_are_always_parsed() -> None:
+    # A chunk carrying output and a finish reason must not become a template: a later chunk of
+    # the same shape has to set its finish reason again (the last one wins).
+    pieces = frame(
+        [
+            azure_chunk("a", finish_reason="length"),
+            azure_chunk("b", finish_reason="stop"),
+            azure_chunk("c", finish_reason="length"),
+        ]
+    )
+    assert observe(pieces).finish_reasons == {0: "length"}
+    check_fast_equals_full(pieces)
+
+
+def check_fast_equals_full(pieces: list[bytes]) -> None:
+    full = untimed(observe(pieces, fast_path=False))
+    assert untimed(observe(pieces)) == full, pieces[-1]
+    assert untimed(observe([b"".join(pieces)])) == full, pieces[-1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=12), st.text(alphabet="abcXYZ019", max_size=16), st.integers(0, 2)
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_fast_and_full_parse_agree_on_any_content(chunks: list[tuple[str, str, int]]) -> None:
+    pieces = frame(azure_chunk(content, obf, index) for content, obf, index in chunks)
+    full = untimed(observe(pieces, fast_path=False))
+    assert untimed(observe(pieces)) == full
+    assert untimed(observe([b"".join(pieces)])) == full
+    assert full.content_events == sum(1 for content, _, _ in chunks if content)
+
+
+def test_fast_path_learns_tool_call_argument_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_json_loads(monkeypatch)
+    tool = (
+        '{"choices":[{"content_filter_results":{},"delta":{"tool_calls":[{"function":'
+        '{"arguments":%s},"index":0}]},"finish_reason":null,"index":0,"logprobs":null}],'
+        '"created":1,"id":"c","model":"m","obfuscation":"%s","object":"chat.completion.chunk"}'
+    )
+    args = ['{"ci', 'ty":', '"Ro', 'me"}', ""] * 20
+    pieces = frame((tool % (json.dumps(a), "z" * i)).encode() for i, a in enumerate(args))
+    obs = observe(pieces)
+    assert obs.content_events == len(args)
+    assert calls[0] <= 3
+
+
+# --- malformed input --------------------------------------------------------------------------
+
+MALFORMED = [
+    b"data: not json\n\n",
+    b"data:\n\n",
+    b"data: [1, 2]\n\n",
+    b"data: 42\n\n",
+    b'data: "a string"\n\n',
+    b'data: {"choices": "x"}\n\n',
+    b'data: {"a":"\xff"}\n\n',  # not UTF-8
+    b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n",
+    b'data: {"choices":[1, null, {"index":"a"}, {"index":true,"delta":{}}]}\n\n',
+    b'data: {"choices":[{"delta":"x","finish_reason":7,"content_filter_results":[]}]}\n\n',
+    b'data: {"usage":"x","error":false,"prompt_filter_results":{"a":1}}\n\n',
+    b'data: {"usage":{"prompt_tokens":"x","completion_tokens":-1,"prompt_tokens_details":7}}\n\n',
+]
+
+
+def test_malformed_events_never_raise_and_are_counted() -> None:
+    obs = observe(MALFORMED)
+    assert obs.parse_errors == 7
+    assert obs.events == len(MALFORMED)
+    assert obs.usage == Usage()  # present but nonsense: zeros
+    assert obs.choices_seen == set()
+    observer = StreamObserver()
+    for piece in MALFORMED:
+        for i in range(len(piece)):
+            observer.feed(piece[i : i + 1])
+    assert untimed(observer.close()) == untimed(obs)
+
+
+def test_a_failing_clock_does_not_escape() -> None:
+    def broken() -> float:
+        raise RuntimeError("clock")
+
+    obs = observe(frame([azure_chunk("a")]), clock=broken)
+    assert obs.parse_errors == 1
+
+
+def test_oversized_events_are_counted_and_decoding_goes_on() -> None:
+    pieces = [*frame([azure_chunk("x" * 2000)]), *frame([azure_chunk("ok")])]
+    obs = observe(pieces, max_event_bytes=1000)
+    assert (obs.oversized_events, obs.content_events, obs.events) == (1, 1, 1)
+
+
+def test_events_after_done_are_not_interpreted() -> None:
+    obs = observe([*frame([azure_chunk("a"), b"[DONE]", azure_chunk("b")]), b"data: {}\n\n"])
+    assert (obs.done, obs.content_events, obs.events) == (True, 1, 4)
+
+
+def test_named_error_event_and_codes() -> None:
+    obs = observe([b'event: error\ndata: {"error":{"message":"boom","code":"x"}}\n\n'])
+    assert obs.error_code == "x"
+    obs = observe([b'data: {"error":{"message":"boom","code":429}}\n\n'])
+    assert obs.error_code == "429"
+    obs = observe([b'data: {"error":"bad"}\n\n'])
+    assert obs.error_code == "error"
+
+
+# --- content filter details ------------------------------------------------------------------
+
+
+def choice_chunk(index: int, **choice: Any) -> bytes:
+    return json.dumps({"id": "", "choices": [{"index": index, **choice}]}).encode()
+
+
+def test_content_filter_finish_without_flagged_category_is_other() -> None:
+    obs = observe(
+        frame(
+            [
+                choice_chunk(0, delta={"content": "a"}),
+                choice_chunk(1, delta={"content": "b"}),
+                choice_chunk(0, delta={}, finish_reason="content_filter"),
+                choice_chunk(
+                    1,
+                    finish_reason="content_filter",
+                    content_filter_results={
+                        "custom_blocklists": [{"filtered": True, "id": "x"}],
+                        "made_up": {"filtered": True},
+                        "hate": {"filtered": False, "severity": "low"},
+                        "error": {"code": "content_filter_error", "filtered": True},
+                    },
+                ),
+            ]
+        )
+    )
+    assert content_filter_events(obs) == [
+        ("completion", "other"),
+        ("completion", "custom_blocklists"),
+        ("completion", "other"),
+    ]
+    assert obs.filter_categories == {"completion": {"custom_blocklists", "other"}}
+
+
+def test_content_filter_sticks_over_a_later_reason_and_categories_accumulate() -> None:
+    obs = observe(
+        frame(
+            [
+                choice_chunk(0, delta={"content": "a"}, finish_reason="stop"),
+                choice_chunk(
+                    0,
+                    finish_reason="content_filter",
+                    content_filter_result={"sexual": {"filtered": True, "severity": "high"}},
+                ),
+                choice_chunk(
+                    0,
+                    finish_reason="stop",
+                    content_filter_results={
+                        "custom_blocklists": {"filtered": False, "details": [{"filtered": True}]}
+                    },
+                ),
+            ]
+        )
+    )
+    assert obs.finish_reasons == {0: "content_filter"}
+    assert content_filter_events(obs) == [
+        ("completion", "custom_blocklists"),
+        ("completion", "sexual"),
+    ]
+
+
+def test_prompt_annotations_are_recorded_but_are_not_block_events() -> None:
+    annotated = {
+        "prompt_annotations": [
+            {"prompt_index": 0, "content_filter_results": {"jailbreak": {"filtered": True}}}
+        ],
+        "choices": [],
+    }
+    obs = observe(frame([json.dumps(annotated).encode()]))
+    assert obs.filter_categories == {"prompt": {"jailbreak"}}
+    assert content_filter_events(obs) == []
+
+
+# --- non-stream bodies -----------------------------------------------------------------------
+
+# Section 6 of the wire notes, a real capture.
+COMPLETION_BODY = (
+    b'{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},'
+    b'"protected_material_code":{"filtered":false,"detected":false},"protected_material_text":'
+    b'{"filtered":false,"detected":false},"self_harm":{"filtered":false,"severity":"safe"},'
+    b'"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":'
+    b'"safe"}},"finish_reason":"stop","index":0,"logprobs":null,"message":{"annotations":[],'
+    b'"content":"4200 + 42 equals 4242.","refusal":null,"role":"assistant"}}],"created":'
+    b'1762402675,"id":"chatcmpl-CYljXG7URhfUajUrf04DzDMUn59Fm","model":"gpt-4o-mini-2024-07-18",'
+    b'"object":"chat.completion","prompt_filter_results":[{"prompt_index":0,'
+    b'"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},"jailbreak":'
+    b'{"filtered":false,"detected":false},"self_harm":{"filtered":false,"severity":"safe"},'
+    b'"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":'
+    b'"safe"}}}],"system_fingerprint":"fp_efad92c60b","usage":{"completion_tokens":11,'
+    b'"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,'
+    b'"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":16,'
+    b'"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":0},"total_tokens":27}}\n'
+)
+
+# Section 4.1 of the wire notes, a real capture.
+PROMPT_FILTER_BODY = (
+    b'{"error":{"message":"The response was filtered due to the prompt triggering Azure '
+    b"OpenAI's content management policy. Please modify your prompt and retry. To learn more "
+    b"about our content filtering policies please read our documentation: "
+    b'https://go.microsoft.com/fwlink/?linkid=2198766","type":null,"param":"prompt","code":'
+    b'"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation",'
+    b'"content_filter_result":{"hate":{"filtered":false,"severity":"safe"},"jailbreak":'
+    b'{"filtered":false,"detected":false},"self_harm":{"filtered":true,"severity":"medium"},'
+    b'"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":'
+    b'"safe"}}}}}'
+)
+
+COMPLETION_OBSERVATION = Observation(
+    content_events=1,
+    finish_reasons={0: "stop"},
+    choices_seen={0},
+    usage=Usage(prompt_tokens=16, completion_tokens=11),
+    events=1,
+)
+
+
+def test_observe_completion_body() -> None:
+    assert observe_json(COMPLETION_BODY) == COMPLETION_OBSERVATION
+
+
+def test_observe_prompt_filter_400() -> None:
+    obs = observe_json(PROMPT_FILTER_BODY)
+    assert obs.error_code == "content_filter"
+    assert obs.filter_categories == {"prompt": {"self_harm"}}
+    assert content_filter_events(obs) == [("prompt", "self_harm")]
+
+
+def test_observe_content_filter_400_without_flagged_category() -> None:
+    obs = observe_json(b'{"error":{"code":"content_filter","message":"filtered"}}')
+    assert content_filter_events(obs) == [("prompt", "other")]
+    jailbreak = observe_json(
+        b'{"error":{"code":"content_filter","inner_error":{"content_filter_results":'
+        b'{"jailbreak":{"detected":true,"filtered":true}}}}}'
+    )
+    assert content_filter_events(jailbreak) == [("prompt", "jailbreak")]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b, wbits=-zlib.MAX_WBITS)),
+        ("identity", lambda b: b),
+        ("gzip, deflate", lambda b: zlib.compress(gzip.compress(b))),
+        (" GZIP ", gzip.compress),
+    ],
+)
+def test_observe_compressed_body(encoding: str, compress: Callable[[bytes], bytes]) -> None:
+    assert observe_json(compress(COMPLETION_BODY), encoding) == COMPLETION_OBSERVATION
+
+
+def test_observe_embeddings_usage() -> None:
+    body = b'{"object":"list","data":[{"object":"embedding","index":0,"embedding":"AAAA"}],'
+    body += b'"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}'
+    assert observe_json(body).usage == Usage(prompt_tokens=8)
+
+
+def test_observe_responses_api_usage() -> None:
+    usage = {
+        "input_tokens": 36,
+        "input_tokens_details": {"cached_tokens": 12},
+        "output_tokens": 87,
+        "output_tokens_details": {"reasoning_tokens": 64},
+        "total_tokens": 123,
+    }
+    expected = Usage(prompt_tokens=36, completion_tokens=87, cached_tokens=12, reasoning_tokens=64)
+    body = json.dumps({"object": "response", "status": "completed", "usage": usage})
+    assert observe_json(body.encode()).usage == expected
+    completed = {"type": "response.completed", "response": {"usage": usage}}
+    deltas = [{"type": "response.output_text.delta", "delta": d} for d in ("Hi", "", "!")]
+    events = [json.dumps(e).encode() for e in [*deltas, completed]]
+    obs = observe(b"event: x\n" + piece for piece in frame(events))
+    assert (obs.usage, obs.content_events) == (expected, 2)
+    obs = observe(frame([b'{"type":"error","code":"server_error","message":"x"}']))
+    assert obs.error_code == "server_error"
+
+
+def test_usage_details_may_be_missing_or_null() -> None:
+    body = b'{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,'
+    body += b'"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}}'
+    assert observe_json(body).usage == Usage(prompt_tokens=5, completion_tokens=7)
+    assert observe_json(b'{"choices":[],"usage":null}').usage is None
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding"),
+    [
+        (b"\x00\xff garbage", None),
+        (b"", None),
+        (b"[]", None),
+        (b"<html>502 Bad Gateway</html>", None),
+        (COMPLETION_BODY, "br"),
+        (b"not gzip", "gzip"),
+        (gzip.compress(COMPLETION_BODY)[:-12], "gzip"),  # truncated
+    ],
+)
+def test_observe_garbage_bodies(body: bytes, encoding: str | None) -> None:
+    obs = observe_json(body, encoding)
+    assert obs.parse_errors == 1
+    assert obs.usage is None
+
+
+def test_observe_rate_limit_body() -> None:
+    obs = observe_json(b'{"error":{"code":"429","message":"Requests to the ... exceeded"}}')
+    assert (obs.error_code, content_filter_events(obs)) == ("429", [])
+
+
+def test_bodies_over_the_limit_are_not_parsed() -> None:
+    assert observe_json(COMPLETION_BODY, max_bytes=100).oversized_events == 1
+    bomb = gzip.compress(b'{"a":"' + b"x" * 5_000_000 + b'"}')
+    obs = observe_json(bomb, "gzip", max_bytes=1 << 20)
+    assert (obs.oversized_events, obs.parse_errors, obs.events) == (1, 0, 0)
