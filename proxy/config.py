@@ -71,6 +71,10 @@ class TimeoutsConfig:
     idle: float = 300.0
     """Longest silence from the upstream while a response body is being read (reasoning models
     think for minutes before their first token, hence the generous default)."""
+    client: float = 60.0
+    """Seconds a client has to send a complete request's headers (from connection open or the
+    previous response, so also how long an idle keep-alive connection stays) and, separately,
+    its body. Bounds slowloris-style clients."""
 
 
 @dataclass(frozen=True)
@@ -323,14 +327,15 @@ class _Reader:
         return ClientConfig(name=name, key_sha256=digest)
 
     def timeouts(self, raw: Any) -> TimeoutsConfig:
-        section = self.mapping("timeouts", raw, frozenset({"connect", "response", "idle"}))
+        names = ("connect", "response", "idle", "client")
+        section = self.mapping("timeouts", raw, frozenset(names))
         if section is None:
             return TimeoutsConfig()
         default = TimeoutsConfig()
         values = {
             name: self.scalar(f"timeouts.{name}", section.get(name, getattr(default, name)),
                               _to_seconds)
-            for name in ("connect", "response", "idle")
+            for name in names
         }
         return TimeoutsConfig(**{k: v for k, v in values.items() if v is not None})
 

@@ -84,11 +84,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.StreamResponse:
     limits = state.config.limits
     try:
-        body = await _read_body(request, limits.max_request_body_bytes)
+        async with asyncio.timeout(state.config.timeouts.client):
+            body = await _read_body(request, limits.max_request_body_bytes)
     except BodyTooLarge:
         ex.status = 413
         return azure_error(413, "RequestEntityTooLarge", "The request body is larger than the "
                            f"proxy's limit of {limits.max_request_body_bytes} bytes.")
+    except TimeoutError:
+        ex.status = 408
+        return azure_error(408, "RequestTimeout", "The request body did not arrive within "
+                           f"{state.config.timeouts.client:g} seconds.")
     named = _deployment_in_path(request.path)
     intent = read_intent(body, need_model=named is None)
     ex.deployment_name = named if named is not None else intent.model

@@ -26,12 +26,15 @@ log = logging.getLogger("aoai_stream_proxy")
 
 
 async def start(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
-                shutdown_timeout: float = 60.0) -> tuple[web.AppRunner, int]:
+                shutdown_timeout: float = 60.0,
+                client_timeout: float = 60.0) -> tuple[web.AppRunner, int]:
     """Start serving `app`; returns the runner and the port actually bound (port 0 = any)."""
     # handler_cancellation: when a client disconnects, its handler is cancelled at once, which
     # closes the upstream response instead of waiting for the next chunk to fail to write.
+    # keepalive_timeout: aiohttp arms it when a connection opens and re-arms it only after a
+    # response, so it also bounds a client that sends its request headers slowly.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                           shutdown_timeout=shutdown_timeout)
+                           shutdown_timeout=shutdown_timeout, keepalive_timeout=client_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
@@ -46,14 +49,16 @@ async def serve(config: Config, *, reuse_port: bool = False,
     app = create_app(config, registry, exposition=exposition, lifecycle=lifecycle)
     drain = config.shutdown.drain_timeout
     runner, port = await start(app, config.listen.host, config.listen.port,
-                               reuse_port=reuse_port, shutdown_timeout=drain)
+                               reuse_port=reuse_port, shutdown_timeout=drain,
+                               client_timeout=config.timeouts.client)
     runners = [runner]
     log.info("aoai-stream-proxy %s listening on http://%s:%d", __version__,
              config.listen.host, port)
     if config.admin is not None:
         admin = create_admin_app(config, exposition or app[REGISTRY], lifecycle)
         admin_runner, admin_port = await start(admin, config.admin.host, config.admin.port,
-                                               reuse_port=reuse_port)
+                                               reuse_port=reuse_port,
+                                               client_timeout=config.timeouts.client)
         runners.append(admin_runner)
         log.info("metrics and health on http://%s:%d", config.admin.host, admin_port)
     signals = _signal_queue()
