@@ -116,7 +116,7 @@ async def _demo(args: argparse.Namespace) -> int:
         listen=ListenConfig(host=args.host, port=args.port),
         upstreams=(UpstreamConfig(name="simulator", endpoint="simulator",
                                   deployments=DEMO_DEPLOYMENTS),),
-        access_log=False, source="demo")
+        source="demo")
     runner, port = await start(create_app(config), args.host, args.port)
     base = f"http://{args.host}:{port}"
     print(_demo_banner(base), flush=True)
@@ -138,7 +138,8 @@ async def _demo(args: argparse.Namespace) -> int:
 def _demo_banner(base: str) -> str:
     return f"""
 aoai-stream-proxy demo: the proxy is forwarding to a built-in simulated Azure OpenAI
-(deployments {", ".join(DEMO_DEPLOYMENTS)}); sample traffic is flowing through it.
+(deployments {", ".join(DEMO_DEPLOYMENTS)}); sample traffic is flowing through it, and each
+request it finishes is logged below as one JSON line.
 
   Metrics      {base}/metrics
   Health       {base}/healthz
@@ -148,6 +149,7 @@ aoai-stream-proxy demo: the proxy is forwarding to a built-in simulated Azure Op
       -d '{{"messages":[{{"role":"user","content":"hi"}}],"stream":true}}'
   Or point openai-python at it:
     AzureOpenAI(azure_endpoint="{base}", api_key="any", api_version="2024-10-21")
+  Dashboards: `docker compose --profile demo up` runs this with Prometheus and Grafana.
 
 Press Ctrl-C to stop.
 """
