@@ -9,6 +9,7 @@ status codes as three digits, reasons and categories from fixed lists.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -46,6 +47,9 @@ TPS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 75.0, 100.0, 1
 # Retry-after: Azure asks for seconds to a minute; retry-after-ms allows sub-second values.
 RETRY_AFTER_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0,
                        300.0)
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 
 def status_label(status: int) -> str:
@@ -117,7 +121,17 @@ class Metrics:
         self.parse_errors = Counter(
             p + "stream_parse_errors", "Response events or bodies the observer could not "
             "parse (they were still forwarded).", ("deployment",), registry=registry)
+        # `labels()` costs microseconds (argument checks, a lock); label values are bounded,
+        # so each bound child is looked up once and then taken from this dict.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._initialise(deployments, clients)
+
+    def _child(self, metric: M, *values: str) -> M:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def _initialise(self, deployments: Sequence[str], clients: Sequence[str]) -> None:
         """Create the label sets dashboards and alerts divide by, so they show 0, not nothing."""
@@ -137,7 +151,7 @@ class Metrics:
 
     def started(self, ex: Exchange) -> None:
         """Count `ex` as in flight under its deployment (known once the body was read)."""
-        self.in_flight.labels(ex.deployment).inc()
+        self._child(self.in_flight, ex.deployment).inc()
         ex.in_flight = True
 
     def record(self, ex: Exchange) -> None:
@@ -145,41 +159,43 @@ class Metrics:
         d, c = ex.deployment, ex.client
         stream = "true" if ex.stream else "false"
         if ex.in_flight:
-            self.in_flight.labels(d).dec()
-        self.requests.labels(d, c, stream, status_label(ex.status)).inc()
+            self._child(self.in_flight, d).dec()
+        self._child(self.requests, d, c, stream, status_label(ex.status)).inc()
         if ex.ended_at is not None:
-            self.duration.labels(d, c, stream).observe(ex.ended_at - ex.started)
+            self._child(self.duration, d, c, stream).observe(ex.ended_at - ex.started)
         if ex.first_byte_at is not None:
-            self.ttfb.labels(d, c, stream).observe(ex.first_byte_at - ex.started)
+            self._child(self.ttfb, d, c, stream).observe(ex.first_byte_at - ex.started)
         if ex.status == 429:
-            self.rate_limited.labels(d, c).inc()
+            self._child(self.rate_limited, d, c).inc()
             if ex.retry_after is not None:
-                self.retry_after.labels(d).observe(ex.retry_after)
+                self._child(self.retry_after, d).observe(ex.retry_after)
         if ex.error_type is not None:
-            self.upstream_errors.labels(d, ex.error_type).inc()
+            self._child(self.upstream_errors, d, ex.error_type).inc()
         if ex.client_disconnected:
-            self.client_disconnects.labels(d, c).inc()
+            self._child(self.client_disconnects, d, c).inc()
         for resource, value in ex.ratelimit_remaining.items():
-            self.ratelimit_remaining.labels(d, resource).set(value)
+            self._child(self.ratelimit_remaining, d, resource).set(value)
         if ex.observation is not None:
             self._record_observation(ex, ex.observation)
 
     def _record_observation(self, ex: Exchange, obs: Observation) -> None:
         d, c = ex.deployment, ex.client
         if obs.parse_errors:
-            self.parse_errors.labels(d).inc(obs.parse_errors)
+            self._child(self.parse_errors, d).inc(obs.parse_errors)
         usage = obs.usage
         if usage is not None:
-            self.tokens.labels(d, c, "prompt").inc(usage.prompt_tokens)
-            self.tokens.labels(d, c, "completion").inc(usage.completion_tokens)
-            self.tokens.labels(d, c, "cached").inc(usage.cached_tokens)
-            self.tokens.labels(d, c, "reasoning").inc(usage.reasoning_tokens)
+            for token_type, count in (("prompt", usage.prompt_tokens),
+                                      ("completion", usage.completion_tokens),
+                                      ("cached", usage.cached_tokens),
+                                      ("reasoning", usage.reasoning_tokens)):
+                if count:
+                    self._child(self.tokens, d, c, token_type).inc(count)
         elif ex.stream and ex.status == 200:
-            self.estimated.labels(d, c).inc(obs.content_events)
+            self._child(self.estimated, d, c).inc(obs.content_events)
         for reason in self.finish_reason_labels(ex, obs):
-            self.finish_reasons.labels(d, c, reason).inc()
+            self._child(self.finish_reasons, d, c, reason).inc()
         for stage, category in content_filter_events(obs):
-            self.content_filter.labels(d, c, stage, category).inc()
+            self._child(self.content_filter, d, c, stage, category).inc()
         if ex.stream:
             self._record_token_timing(ex, obs)
 
@@ -196,12 +212,12 @@ class Metrics:
         first, last = obs.first_token_at, obs.last_token_at
         if first is None or last is None:
             return
-        self.ttft.labels(d, c).observe(first - ex.started)
+        self._child(self.ttft, d, c).observe(first - ex.started)
         # Reasoning tokens are produced before the first visible token, so only the visible
         # ones are spread over the first..last window.
         usage = obs.usage
         tokens = (usage.completion_tokens - usage.reasoning_tokens) if usage else obs.content_events
         window = last - first
         if tokens > 1 and window > 0:
-            self.tpot.labels(d, c).observe(window / (tokens - 1))
-            self.tps.labels(d, c).observe(tokens / window)
+            self._child(self.tpot, d, c).observe(window / (tokens - 1))
+            self._child(self.tps, d, c).observe(tokens / window)
