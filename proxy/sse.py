@@ -207,6 +207,11 @@ class UsageChunkStripper:
         """Return the bytes to send now for this piece."""
         if self.passthrough:
             return chunk
+        # The common piece: whole events, "\n" line ends, no usage object. It goes out as it is,
+        # without the framing work below (this runs for every chunk of every such stream).
+        if (not self._held and not self._owed_lf and chunk.endswith(b"\n\n")
+                and _CR not in chunk and not _has_usage_object(chunk)):
+            return chunk
         lead = b""
         if self._owed_lf and chunk:
             if chunk[0] == _LF:
@@ -262,11 +267,13 @@ class UsageChunkStripper:
 
 
 def _has_usage_object(data: bytes) -> bool:
-    at = data.find(b'"usage"')
+    # Searched from the end: Azure sorts keys, so `usage` is the last one of a chunk.
+    at = data.rfind(b'"usage"')
     while at >= 0:
-        if _USAGE_OBJECT.match(data, at):
+        # `"usage":null` is on every chunk once include_usage is on: rule it out cheaply.
+        if data[at + 7:at + 12] != b":null" and _USAGE_OBJECT.match(data, at):
             return True
-        at = data.find(b'"usage"', at + 7)
+        at = data.rfind(b'"usage"', 0, at)
     return False
 
 
