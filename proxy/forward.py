@@ -123,12 +123,18 @@ async def relay(
 
 async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, ex: Exchange,
                 tap: Tap, rewrite: Rewriter | None, clock: Callable[[], float]) -> None:
+    # This loop runs once per upstream piece of every stream: methods are bound once and the
+    # first-byte bookkeeping happens only until the first byte is out.
+    write, feed = response.write, tap.feed
+    transform = rewrite.feed if rewrite is not None else None
     try:
         async for piece in upstream.content.iter_any():
-            out = rewrite.feed(piece) if rewrite is not None else piece
+            out = transform(piece) if transform is not None else piece
             if out:
-                await _write(response, ex, out, clock)
-            tap.feed(piece)
+                await write(out)
+                if ex.first_byte_at is None:
+                    ex.first_byte_at = clock()
+            feed(piece)
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamError(ERROR_TIMEOUT, "the upstream went silent") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
