@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +19,7 @@ from .accesslog import access_logger
 from .config import Config, UpstreamConfig
 from .errors import azure_error
 from .handler import STATE, ProxyState, handle
+from .lifecycle import LIFECYCLE, Lifecycle
 from .metrics import Metrics
 from .simulator import SimulatorConfig, create_simulator_app
 from .usage import RejectionMemory
@@ -27,14 +27,6 @@ from .usage import RejectionMemory
 log = logging.getLogger("aoai_stream_proxy")
 
 
-@dataclass
-class Lifecycle:
-    """Shared by the proxy and admin apps: whether new traffic is still welcome."""
-
-    draining: bool = False
-
-
-LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 

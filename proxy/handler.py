@@ -23,6 +23,7 @@ from .errors import azure_error
 from .exchange import Exchange
 from .forward import UpstreamError, error_response, relay, send
 from .headers import credential_digest, is_event_stream, upstream_request_headers
+from .lifecycle import LIFECYCLE
 from .metrics import OTHER_DEPLOYMENT, UNKNOWN_CLIENT, Metrics
 from .sse import UsageChunkStripper
 from .tap import tap_for
@@ -61,6 +62,10 @@ class BodyTooLarge(Exception):
 
 async def handle(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    lifecycle = request.app[LIFECYCLE]
+    task = asyncio.current_task()
+    if task is not None:
+        lifecycle.active.add(task)
     ex = Exchange(started=time.perf_counter(), wall_time=time.time(), method=request.method,
                   path=request.path, api_version=request.query.get("api-version"))
     digest = credential_digest(request.headers)
@@ -70,11 +75,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
             return _unauthorized(state, ex)
         return await _handle(request, state, ex)
     except asyncio.CancelledError:
-        ex.client_disconnected = True
+        # Cancelled by aiohttp because the client went away, or by the drain at shutdown.
+        ex.client_disconnected = not lifecycle.cutting
         if not ex.status:
             ex.status = CLIENT_CLOSED
         raise
     finally:
+        lifecycle.active.discard(task)
         if ex.ended_at is None:
             ex.ended_at = time.perf_counter()
         state.metrics.record(ex)

@@ -19,8 +19,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from . import __version__
-from .app import REGISTRY, Lifecycle, create_admin_app, create_app
+from .app import REGISTRY, create_admin_app, create_app
 from .config import Config
+from .lifecycle import Lifecycle
 
 log = logging.getLogger("aoai_stream_proxy")
 
@@ -49,7 +50,7 @@ async def serve(config: Config, *, reuse_port: bool = False,
     app = create_app(config, registry, exposition=exposition, lifecycle=lifecycle)
     drain = config.shutdown.drain_timeout
     runner, port = await start(app, config.listen.host, config.listen.port,
-                               reuse_port=reuse_port, shutdown_timeout=drain,
+                               reuse_port=reuse_port, shutdown_timeout=_AFTER_DRAIN,
                                client_timeout=config.timeouts.client)
     runners = [runner]
     log.info("aoai-stream-proxy %s listening on http://%s:%d", __version__,
@@ -71,11 +72,33 @@ async def serve(config: Config, *, reuse_port: bool = False,
             await asyncio.wait_for(signals.get(), config.shutdown.grace)
         except TimeoutError:
             pass
+        await _drain(runner, lifecycle, drain)
     finally:
         for each in runners:
             await each.cleanup()
         _restore_signals()
     log.info("stopped")
+
+
+# aiohttp's own connection shutdown waits its timeout twice over; by the time it runs, the
+# drain below has already waited and cancelled, so it only needs to close what is left.
+_AFTER_DRAIN = 1.0
+
+
+async def _drain(runner: web.AppRunner, lifecycle: Lifecycle, timeout: float) -> None:
+    """Stop accepting, give in-flight requests `timeout` seconds, then cancel the rest."""
+    for site in list(runner.sites):
+        await site.stop()
+    if lifecycle.active:
+        log.info("waiting up to %.3g s for %d in-flight requests", timeout,
+                 len(lifecycle.active))
+        _, pending = await asyncio.wait(set(lifecycle.active), timeout=timeout)
+        if pending:
+            log.warning("drain timeout: cutting %d requests still in flight", len(pending))
+            lifecycle.cutting = True
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=_AFTER_DRAIN)
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
