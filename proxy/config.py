@@ -136,12 +136,20 @@ def parse_config(text: str, environ: Mapping[str, str], *, source: str = "<confi
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+        raise ConfigError([f"{source}: not valid YAML: {_yaml_problem(exc)}"]) from None
     reader = _Reader(source, environ)
     config = reader.config(raw if raw is not None else {})
     if reader.problems or config is None:
         raise ConfigError(reader.problems)
     return config
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, without PyYAML's snippet of the line (it may hold a literal key)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
 
 
 T = TypeVar("T")

@@ -60,7 +60,7 @@ async def send(
     url = URL(base + raw_path_qs, encoded=True)
     try:
         async with asyncio.timeout(response_timeout):
-            return await session.request(
+            response = await session.request(
                 method, url, headers=headers, data=body or None, allow_redirects=False,
                 skip_auto_headers=SKIP_AUTO_HEADERS,
             )
@@ -72,6 +72,10 @@ async def send(
         raise UpstreamError(ERROR_RESET, "the upstream closed the connection") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid response") from exc
+    if response.status < 100:  # aiohttp accepts any three digits; "000" is no HTTP status
+        response.close()
+        raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid status")
+    return response
 
 
 # Headers aiohttp would otherwise invent: the upstream should see only what the client sent.
@@ -87,6 +91,7 @@ async def relay(
     rewrite: Rewriter | None = None,
     prefetched: bytes | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    idle: float = 300.0,
 ) -> web.StreamResponse:
     """Relay `upstream` to the client piece by piece; `prefetched` is a body already read."""
     stream = is_event_stream(upstream.headers)
@@ -102,9 +107,14 @@ async def relay(
             await _write(response, ex, prefetched, clock)
             tap.feed(prefetched)
         else:
-            await _pump(upstream, response, ex, tap, rewrite, clock)
+            await _pump(upstream, response, ex, tap, rewrite, clock, idle)
         await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
+        # A write to the client failed before aiohttp noticed the connection was gone: return
+        # rather than raise (aiohttp would log a raised one as an unhandled error).
+        ex.client_disconnected = True
+        upstream.close()
+    except asyncio.CancelledError:
         # The client went away (a failed write, or aiohttp cancelling the handler because the
         # connection was lost): the upstream is closed below so it stops generating at once.
         ex.client_disconnected = True
@@ -122,19 +132,31 @@ async def relay(
 
 
 async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, ex: Exchange,
-                tap: Tap, rewrite: Rewriter | None, clock: Callable[[], float]) -> None:
+                tap: Tap, rewrite: Rewriter | None, clock: Callable[[], float],
+                idle: float) -> None:
     # This loop runs once per upstream piece of every stream: methods are bound once and the
     # first-byte bookkeeping happens only until the first byte is out.
     write, feed = response.write, tap.feed
     transform = rewrite.feed if rewrite is not None else None
+    watch = _IdleWatch(idle)
     try:
         async for piece in upstream.content.iter_any():
+            watch.pieces += 1
             out = transform(piece) if transform is not None else piece
             if out:
+                watch.writing = True
                 await write(out)
+                watch.writing = False
                 if ex.first_byte_at is None:
                     ex.first_byte_at = clock()
             feed(piece)
+    except asyncio.CancelledError as exc:
+        if not watch.fired:
+            raise
+        watch.absorb()
+        raise UpstreamError(ERROR_TIMEOUT, "the upstream went silent") from exc
+    except ConnectionResetError:
+        raise  # the client's side (aiohttp's ClientConnectionResetError is a ClientError too)
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamError(ERROR_TIMEOUT, "the upstream went silent") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
@@ -142,10 +164,49 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
         raise UpstreamError(ERROR_RESET, "the upstream broke off the response") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid response") from exc
+    finally:
+        watch.stop()
     if rewrite is not None:
         tail = rewrite.flush()
         if tail:
             await _write(response, ex, tail, clock)
+
+
+class _IdleWatch:
+    """A backstop for `timeouts.idle` on upstream reads.
+
+    aiohttp's own `sock_read` timer normally ends a silent upstream; but when its C parser
+    fails mid-body (an invalid chunk size) it drops that timer and the read waits forever.
+    This checks once per `idle` period whether a piece arrived (a counter bump per piece, no
+    timer work on the hot path) and cancels the pump if none did, so a stall ends within
+    `idle` to `2 * idle`. Time spent waiting on a slow client does not count.
+    """
+
+    def __init__(self, idle: float) -> None:
+        self.pieces = 0
+        self.writing = False
+        self.fired = False
+        self._idle = idle
+        self._seen = -1
+        self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(idle, self._check)
+
+    def _check(self) -> None:
+        if self.writing or self.pieces != self._seen or self._task is None:
+            self._seen = self.pieces
+            self._handle = self._loop.call_later(self._idle, self._check)
+            return
+        self.fired = True
+        self._task.cancel()
+
+    def absorb(self) -> None:
+        """Take back our own cancellation, so the task is not left marked as cancelled."""
+        if self._task is not None:
+            self._task.uncancel()
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 async def _write(response: web.StreamResponse, ex: Exchange, data: bytes,

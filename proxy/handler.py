@@ -120,7 +120,7 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
 
     async def ask(data: bytes) -> aiohttp.ClientResponse:
         return await send(state.session, base=base, method=request.method,
-                          raw_path_qs=request.raw_path, headers=headers, body=data,
+                          raw_path_qs=_origin_form(request), headers=headers, body=data,
                           response_timeout=state.config.timeouts.response)
 
     try:
@@ -142,7 +142,7 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
         response.headers) else None
     try:
         return await relay(request, response, ex, tap=tap, rewrite=rewrite,
-                           prefetched=prefetched)
+                           prefetched=prefetched, idle=state.config.timeouts.idle)
     finally:
         ex.observation = tap.finish()
 
@@ -174,6 +174,13 @@ def _note_headers(ex: Exchange, response: aiohttp.ClientResponse) -> None:
     ex.ratelimit_remaining = ratelimit.remaining(headers)
     if response.status == 429:
         ex.retry_after = ratelimit.retry_after(headers)
+
+
+def _origin_form(request: web.Request) -> str:
+    """The target as sent, or only the path and query of an absolute-form target: the host
+    is always the configured upstream's."""
+    raw = request.raw_path
+    return raw if raw.startswith("/") else request.rel_url.raw_path_qs
 
 
 def _deployment_in_path(path: str) -> str | None:

@@ -285,7 +285,7 @@ def _is_usage_only(event: bytes, max_event_bytes: int) -> bool:
         return False
     try:
         obj = json.loads(decoded[0].data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(obj, dict) and obj.get("choices") == [] and isinstance(obj.get("usage"), dict)
 

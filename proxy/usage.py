@@ -34,7 +34,7 @@ def read_intent(body: bytes, *, need_model: bool) -> Intent:
         return Intent()
     try:
         parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return Intent()  # not ours to judge: the upstream answers invalid JSON itself
     if not isinstance(parsed, dict):
         return Intent()
