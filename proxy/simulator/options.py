@@ -59,15 +59,20 @@ def _count(value: str) -> int:
     return number
 
 
-def _seconds(value: str) -> float:
+def _bounded(value: str, limit: float) -> float:
     number = float(value)
-    if not 0 <= number <= 3600:  # also rejects nan
-        raise ValueError("must be a number from 0 to 3600")
+    if not 0 <= number <= limit:  # also rejects nan
+        raise ValueError(f"must be a number from 0 to {limit:g}")
     return number
 
 
+def _seconds(value: str) -> float:
+    return _bounded(value, 3600)
+
+
 def _millis(value: str) -> float:
-    return _seconds(value) / 1000
+    """Milliseconds, up to the same hour `_seconds` allows."""
+    return _bounded(value, 3_600_000) / 1000
 
 
 def _flag(value: str) -> bool:
