@@ -1,0 +1,94 @@
+"""The floor of our stack: an aiohttp pass-through with no observer and no metrics.
+
+`python3 -m bench.bare_proxy --port 8081 --upstream http://127.0.0.1:8000`
+
+Same client-session settings as proxy/app.py (no pool limit, no decompression, no cookie jar)
+and the same server settings as proxy/server.py (handler cancellation, no access log), so the
+difference between the two is what the proxy does per request and per piece.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import hdrs, web
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+HOP_BY_HOP = frozenset(h.lower() for h in (
+    hdrs.CONNECTION, "Keep-Alive", hdrs.PROXY_AUTHENTICATE, hdrs.PROXY_AUTHORIZATION, hdrs.TE,
+    hdrs.TRAILER, hdrs.TRANSFER_ENCODING, hdrs.UPGRADE, hdrs.HOST, hdrs.CONTENT_LENGTH,
+))
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+UPSTREAM = web.AppKey("upstream", str)
+_NO_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+
+
+def _end_to_end(headers: CIMultiDictProxy[str], *,
+                keep_length: bool = False) -> list[tuple[str, str]]:
+    """Without hop-by-hop headers; Content-Length only on responses (the body is re-sent)."""
+    return [(k, v) for k, v in headers.items()
+            if k.lower() not in HOP_BY_HOP or (keep_length and k.lower() == "content-length")]
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    body = await request.read()
+    url = URL(request.app[UPSTREAM] + request.raw_path, encoded=True)
+    async with request.app[SESSION].request(
+        request.method, url, headers=_end_to_end(request.headers), data=body or None,
+        allow_redirects=False, skip_auto_headers=_NO_AUTO_HEADERS,
+    ) as upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                      headers=_end_to_end(upstream.headers, keep_length=True))
+        await response.prepare(request)
+        async for piece in upstream.content.iter_any():
+            await response.write(piece)
+        await response.write_eof()
+    return response
+
+
+def create_app(upstream: str) -> web.Application:
+    app = web.Application()
+    app[UPSTREAM] = upstream.rstrip("/")
+    app.cleanup_ctx.append(_session)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    app[SESSION] = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=300),
+        auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+    yield
+    await app[SESSION].close()
+
+
+async def serve(host: str, port: int, upstream: str) -> None:
+    runner = web.AppRunner(create_app(upstream), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="scheme://host:port")
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port, args.upstream))
+
+
+if __name__ == "__main__":
+    main()
