@@ -9,6 +9,7 @@ the `Exchange`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -123,6 +124,7 @@ async def relay(
     except UpstreamError as exc:
         ex.error_type = exc.error_type
         upstream.close()
+        await _send_held_tail(response, rewrite)
         _end_uncleanly(request)
     else:
         upstream.release()
@@ -214,6 +216,15 @@ async def _write(response: web.StreamResponse, ex: Exchange, data: bytes,
     await response.write(data)
     if ex.first_byte_at is None and data:
         ex.first_byte_at = clock()
+
+
+async def _send_held_tail(response: web.StreamResponse, rewrite: Rewriter | None) -> None:
+    """A broken-off stream still gives the client every byte received, the partial event a
+    rewriter was holding included."""
+    tail = rewrite.flush() if rewrite is not None else b""
+    if tail:
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(tail)
 
 
 def _end_uncleanly(request: web.Request) -> None:

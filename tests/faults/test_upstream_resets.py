@@ -63,22 +63,25 @@ def body_request(inject: bool) -> bytes:
 async def test_mid_stream_reset_passes_every_byte_then_ends_uncleanly(
         how: str, inject: bool, raw_upstream: StartRawUpstream,
         start_proxy: Callable[..., Awaitable[Running]]) -> None:
-    # With usage injected the proxy forwards whole events only (README): an event cut by the
-    # reset never ends, so it is not sent; as sent, every byte is.
-    pieces = EVENTS if inject else [*EVENTS, PARTIAL]
+    # With usage injected the proxy forwards whole events, holding a partial one until it
+    # ends; when the upstream breaks off, what it held is sent too: every byte, either way.
+    pieces = [*EVENTS, PARTIAL]
     go = asyncio.Event()
     upstream = await raw_upstream(breaking_upstream(how, pieces, go))
     proxy = await start_proxy(upstream.url)
     client = await RawClient.connect(port_of(proxy.url))
     await client.send(body_request(inject))
     before = b"".join(pieces)
-    assert await client.read_until(lambda r: bytes(r.body) == before, timeout=5), \
+    whole = b"".join(EVENTS)
+    # Before the break, a proxy in injection mode has sent the whole events only.
+    assert await client.read_until(
+        lambda r: bytes(r.body) == (whole if inject else before), timeout=5), \
         bytes(client.response.body)
     go.set()
     assert await client.read_until(lambda r: False, timeout=5) is False
     assert client.eof, "the client connection was left open after the upstream broke off"
     response = client.response
-    expected = before + (TAIL if how == "fin-mid-chunk" and not inject else b"")
+    expected = before + (TAIL if how == "fin-mid-chunk" else b"")
     assert response.status == 200
     assert bytes(response.body) == expected
     assert not response.complete, "the proxy ended the body cleanly: the client cannot tell"
