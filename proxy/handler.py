@@ -138,8 +138,8 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
         return err
     _note_headers(ex, response)
     tap = tap_for(response.headers, max_event_bytes=limits.max_event_bytes)
-    rewrite = UsageChunkStripper() if ex.usage_injected and is_event_stream(
-        response.headers) else None
+    rewrite = UsageChunkStripper(limits.max_event_bytes) if ex.usage_injected and \
+        is_event_stream(response.headers) else None
     try:
         return await relay(request, response, ex, tap=tap, rewrite=rewrite,
                            prefetched=prefetched, idle=state.config.timeouts.idle)
