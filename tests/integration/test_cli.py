@@ -47,12 +47,12 @@ async def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert code == 2 and "absent.yaml: cannot read file" in err
 
 
-async def wait_healthy(url: str) -> None:
+async def wait_healthy(url: str, path: str = "/healthz") -> None:
     async with aiohttp.ClientSession() as http:
         async with asyncio.timeout(20):
             while True:
                 try:
-                    async with http.get(url + "/healthz") as response:
+                    async with http.get(url + path) as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientConnectionError:
@@ -95,15 +95,7 @@ async def test_simulate_command_serves_until_sigterm() -> None:
         sys.executable, "-m", "proxy", "simulate", "--port", str(port), cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        async with aiohttp.ClientSession() as http:
-            async with asyncio.timeout(20):
-                while True:
-                    try:
-                        async with http.get(f"http://127.0.0.1:{port}/openai/v1/models") as r:
-                            assert r.status == 200
-                            break
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.05)
+        await wait_healthy(f"http://127.0.0.1:{port}", "/openai/v1/models")
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
