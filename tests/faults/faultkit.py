@@ -43,6 +43,8 @@ STREAM_BODY_WITH_USAGE = (b'{"messages":[{"role":"user","content":"hi"}],"stream
 SSE_HEADERS = (("Content-Type", "text/event-stream; charset=utf-8"),
                ("apim-request-id", "fault-test"))
 MAX_HEAD = 64 * 1024
+FLUSH_WAIT = 30.0
+"""How long a cleanly closed upstream connection may take to deliver what it still holds."""
 DONE = b"data: [DONE]\n\n"
 
 
@@ -253,7 +255,16 @@ class UpstreamConn:
         self._writer.transport.abort()
 
     async def finish(self) -> None:
-        """Stop reading; wait (bounded) for the reader task."""
+        """Stop reading; wait (bounded) for the reader task.
+
+        After a clean `close()` the transport may still hold up to a high-water mark of
+        written bytes: they are let out first (bounded), or the close would turn into a
+        truncation the proxy rightly reports as a reset.
+        """
+        if self._writer.is_closing():
+            with contextlib.suppress(OSError, TimeoutError, ConnectionError):
+                async with asyncio.timeout(FLUSH_WAIT):
+                    await self._writer.wait_closed()
         self._writer.transport.abort()
         self._pump_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
