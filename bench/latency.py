@@ -1,15 +1,23 @@
 """S1: time to first byte, to first token, and per-event delay; "added" against direct streams
 running at the same time.
 
-Two artefacts of the harness would otherwise swamp a 1 ms budget, so S1 avoids them:
+Per-event delay is how long each content chunk took from the simulator to the client: its
+arrival (`time.monotonic()` in the load generator) − the send time the simulator stamped into
+it (`x-simulator: stamp=1`, CLOCK_MONOTONIC in the simulator's process, taken just before its
+write). It does not depend on when the simulator managed to send the chunk, so neither the
+simulator's own lateness nor where in the stream the chunk is enters it. Through a target it
+is the direct path's delay plus what the target adds.
 
-- The simulator sleeps `gap` *after* each write, so its lateness accumulates over a stream
-  (asyncio wakes a 5 ms sleep ~0.5 ms late: ~100 ms by event 200), by an amount that depends on
-  how busy its CPU is. A control group of direct streams, interleaved with the target's, sees
-  the same drift; "added" = target − control at the same percentile.
-- Fifty requests arriving in the same millisecond queue in the simulator (~0.6 ms of CPU each):
-  TTFB would measure that queue. Starts are spread evenly over the first-token delay instead;
-  every stream is still open for the whole event phase, so they stream concurrently.
+"Added" = target − control at the same percentile, where the control group is direct streams
+interleaved with the target's in the same run: the direct path's own delay (loopback TCP, the
+load generator's reading, which slows as the load generator's CPU gets busier) is then the same
+for both.
+
+Fifty requests arriving in the same millisecond would queue in the simulator (~0.6 ms of CPU
+each) and TTFB would measure that queue, so starts are spread evenly over the first-token
+delay; every stream is still open for the whole event phase, so they stream concurrently.
+TTFB and TTFT are measured from the request's start, so they include that start's share of
+the simulator's and the target's queueing.
 """
 
 from __future__ import annotations
@@ -32,16 +40,18 @@ def interleave(streams: int, control: int) -> list[bool]:
     return order
 
 
-def latency(records: list[StreamRecord], first: float, gap: float) -> Result:
-    """Percentiles in ms of TTFB, TTFT and per-event delay over the completed streams."""
+def latency(records: list[StreamRecord]) -> Result:
+    """Percentiles in ms of TTFB, TTFT and per-event delay (arrival − send stamp) over the
+    completed streams."""
     good = [r for r in records if r.ok]
     return {
         "ttfb_ms": percentiles([(r.first_byte - r.start) * 1000 for r in good
                                 if r.first_byte is not None]),
         "ttft_ms": percentiles([(r.content_times[0] - r.start) * 1000 for r in good
                                 if r.content_times]),
-        "event_delay_ms": percentiles([(t - r.start - first - i * gap) * 1000
-                                       for r in good for i, t in enumerate(r.content_times)]),
+        "event_delay_ms": percentiles([(arrived - sent) * 1000 for r in good
+                                       for arrived, sent in zip(r.content_times, r.sent_times,
+                                                                strict=True)]),
     }
 
 
@@ -53,8 +63,9 @@ def added(mine: Result, control: Result) -> Result:
 
 async def s1_latency(target: Running, sizes: Sizes) -> Result:
     assert target.upstream is not None
-    first, gap = sizes.s1_first_token_ms / 1000, sizes.s1_gap_ms / 1000
-    header = simulator_header(sizes.s1_chunks, sizes.s1_first_token_ms, sizes.s1_gap_ms)
+    first = sizes.s1_first_token_ms / 1000
+    header = simulator_header(sizes.s1_chunks, sizes.s1_first_token_ms, sizes.s1_gap_ms,
+                              stamp=True)
     order = interleave(sizes.s1_streams, sizes.s1_control)
     urls = [target.upstream.url if is_control else target.url for is_control in order]
     mine: list[StreamRecord] = []
@@ -64,10 +75,10 @@ async def s1_latency(target: Running, sizes: Sizes) -> Result:
         with Meter(target) as meter:
             for _ in range(sizes.s1_rounds):
                 records = await stream_many(session, urls, header, timeout=60, batch=1,
-                                            batch_interval=first / len(urls))
+                                            batch_interval=first / len(urls), stamped=True)
                 for is_control, record in zip(order, records, strict=True):
                     (control if is_control else mine).append(record)
-    ours, theirs = latency(mine, first, gap), latency(control, first, gap)
+    ours, theirs = latency(mine), latency(control)
     return {**completed(mine), "control_completed": completed(control)["completed"],
             "control_streams": len(control), **meter.as_dict(), **ours,
             "control": theirs, "added": added(ours, theirs)}

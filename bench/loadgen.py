@@ -1,8 +1,11 @@
 """The load generator: streams with a timestamp per SSE event, and a non-stream request loop.
 
 It runs in the benchmark's own process (pinned next to the simulator) and does as little as
-it can per piece: split on the blank line that ends an event, note the time, and recognise a
-content chunk by its bytes.
+it can per piece: split on the blank line that ends an event, note the time, recognise a
+content chunk by its bytes and, in a stamped stream, pick the simulator's send time out of it.
+
+Times are `time.monotonic()`, CLOCK_MONOTONIC: the clock the simulator's `stamp=1` send times
+come from (in another process, same machine), so arrival − stamp is a delivery delay.
 """
 
 from __future__ import annotations
@@ -21,11 +24,16 @@ STREAM_BODY = json.dumps({"messages": _MESSAGES, "stream": True}).encode()
 PLAIN_BODY = json.dumps({"messages": _MESSAGES}).encode()
 _CONTENT = b'"delta":{"content":"'
 _DONE = b"data: [DONE]"
-clock: Callable[[], float] = time.perf_counter
+_STAMP = b'"obfuscation":"'
+clock: Callable[[], float] = time.monotonic
+"""Seconds of CLOCK_MONOTONIC; must stay the clock of the simulator's stamps (`stamp=1`)."""
 
 
-def simulator_header(tokens: int, first_token_ms: float = 0, gap_ms: float = 0) -> str:
-    return f"tokens={tokens}; first_token_delay_ms={first_token_ms:g}; token_delay_ms={gap_ms:g}"
+def simulator_header(tokens: int, first_token_ms: float = 0, gap_ms: float = 0, *,
+                     stamp: bool = False) -> str:
+    """`stamp`: every chunk's `obfuscation` is its send time (read with `stamped=True`)."""
+    header = f"tokens={tokens}; first_token_delay_ms={first_token_ms:g}; token_delay_ms={gap_ms:g}"
+    return header + "; stamp=1" if stamp else header
 
 
 def headers(simulator: str) -> dict[str, str]:
@@ -48,6 +56,9 @@ class StreamRecord:
     """The first body byte (the prompt-annotation event)."""
     content_times: list[float] = field(default_factory=list)
     """Arrival of each content chunk (non-empty `delta.content`), in order."""
+    sent_times: list[float] = field(default_factory=list)
+    """In a stamped stream, the simulator's send time of each content chunk (its
+    `obfuscation`, µs of CLOCK_MONOTONIC, as seconds), parallel to `content_times`."""
     events: int = 0
     reads: int = 0
     done: bool = False
@@ -74,22 +85,24 @@ class Opened:
 
 
 async def stream_once(session: aiohttp.ClientSession, url: str, simulator: str,
-                      record: StreamRecord, opened: Opened | None = None) -> None:
+                      record: StreamRecord, opened: Opened | None = None, *,
+                      stamped: bool = False) -> None:
+    """`stamped`: the stream was asked for send-time stamps; read them into `sent_times`."""
     record.start = clock()
     try:
         async with session.post(url + CHAT_PATH, data=STREAM_BODY,
                                 headers=headers(simulator)) as response:
             record.status = response.status
-            await _read_events(response, record, opened)
+            await _read_events(response, record, opened, stamped)
     except (aiohttp.ClientError, TimeoutError) as exc:
         record.error = f"{type(exc).__name__}: {exc}"
     record.end = clock()
 
 
 async def _read_events(response: aiohttp.ClientResponse, record: StreamRecord,
-                       opened: Opened | None) -> None:
+                       opened: Opened | None, stamped: bool) -> None:
     tail = b""
-    times = record.content_times
+    times, sent = record.content_times, record.sent_times
     async for piece in response.content.iter_any():
         now = clock()
         if record.first_byte is None:
@@ -104,15 +117,31 @@ async def _read_events(response: aiohttp.ClientResponse, record: StreamRecord,
             at = event.find(_CONTENT) + len(_CONTENT)
             if at >= len(_CONTENT) and event[at:at + 1] != b'"':
                 times.append(now)
+                if stamped:
+                    _read_stamp(event, at, sent, record)
             elif event == _DONE:
                 record.done = True
 
 
+def _read_stamp(event: bytes, at: int, sent: list[float], record: StreamRecord) -> None:
+    """Append the send time in `event`'s obfuscation (after `at`: the field follows
+    `choices`); a chunk without one voids the record, rather than shifting the pairs."""
+    start = event.find(_STAMP, at) + len(_STAMP)
+    end = event.find(b'"', start) if start >= len(_STAMP) else -1
+    digits = event[start:end]
+    if end < 0 or not digits.isdigit():
+        record.error = record.error or "a content chunk without a send-time stamp"
+        return
+    sent.append(int(digits) / 1e6)
+
+
 async def stream_many(session: aiohttp.ClientSession, urls: Sequence[str], simulator: str, *,
                       timeout: float, batch: int = 0, batch_interval: float = 0.0,
-                      opened: Opened | None = None) -> list[StreamRecord]:
+                      opened: Opened | None = None, stamped: bool = False
+                      ) -> list[StreamRecord]:
     """One concurrent stream per entry of `urls` (base URLs), bounded in time; started `batch`
-    at a time, `batch_interval` apart, when `batch` > 0.
+    at a time, `batch_interval` apart, when `batch` > 0. `stamped`: `simulator` asks for
+    send-time stamps (`simulator_header(..., stamp=True)`); they go to `sent_times`.
 
     Streams still open at `timeout` are cancelled and stay incomplete in the records.
     """
@@ -124,7 +153,7 @@ async def stream_many(session: aiohttp.ClientSession, urls: Sequence[str], simul
                 if batch and index and index % batch == 0:
                     await asyncio.sleep(batch_interval)
                 tasks.append(asyncio.create_task(
-                    stream_once(session, url, simulator, record, opened)))
+                    stream_once(session, url, simulator, record, opened, stamped=stamped)))
             await asyncio.gather(*tasks)
     except TimeoutError:
         for record in records:

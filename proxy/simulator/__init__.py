@@ -42,7 +42,9 @@ the key.
   ``profanity``.
 - ``tokens``: content chunks per choice (overrides the configured default).
 - ``first_token_delay_ms``: pause between the prompt-annotation chunk and the first content
-  chunk; ``token_delay_ms``: pause between content chunks.
+  chunk; ``token_delay_ms``: pause between content chunks. Pauses follow a fixed schedule
+  from the stream's start (each event is due one pause after the previous one was due), so
+  a late event does not delay the ones after it.
 - ``filter_mode``: ``default`` or ``async``. In ``async`` mode content chunks carry no
   ``content_filter_results``; instead annotation-only chunks (``id: ""``, no ``delta``, with
   ``content_filter_offsets``) follow every 5th content chunk of a choice and the finish
@@ -55,6 +57,11 @@ the key.
 - ``reasoning_tokens``, ``cached_tokens``: reported in ``usage``'s details;
   reasoning tokens are counted inside ``completion_tokens``.
 - ``disconnect_after``: see ``scenario=disconnect``.
+- ``stamp=1``: every chunk that has an ``obfuscation`` field (all but the prompt annotation
+  and the async-filter annotations) carries its send time there instead of random padding:
+  integer microseconds of ``time.monotonic()`` (CLOCK_MONOTONIC, shared by all processes on
+  the machine), taken just before the event's write. The benchmark measures per-event
+  delivery delay with it.
 
 Embeddings honour only ``scenario=rate_limit`` and ``scenario=server_error``; legacy
 completions also ``length`` and ``prompt_filter``; other scenarios there are a 400.

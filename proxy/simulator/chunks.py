@@ -3,11 +3,18 @@
 json.dumps per chunk would dominate the benchmark's CPU time, and within one completion only
 the choice part and the obfuscation padding of a chunk change, so everything else is
 rendered once per completion.
+
+With ``x-simulator: stamp=1`` the obfuscation padding is the send time instead: integer
+microseconds of ``time.monotonic()`` (CLOCK_MONOTONIC, the same clock in every process of the
+machine), so a client on the same machine can tell how long each event took to reach it.
+Events are rendered lazily, just before their write, so the render time is the send time
+(with an ``EventGate``, the time before the gate's hold).
 """
 
 from __future__ import annotations
 
 import random
+import time
 from typing import Final
 
 from .completion import Completion
@@ -53,10 +60,16 @@ class Chunks:
         self._filter = "" if c.async_filter else f'"content_filter_results":{_CHUNK_FILTER},'
         self._empty_filter = "" if c.async_filter else '"content_filter_results":{},'
         self._padding = random.randrange(len(_OBFUSCATION))
+        self._stamp = c.stamp
         self._flagged_filter = compact(filter_results(SEVERITY_CATEGORIES, c.category))
         self._call_ids = [call_id() for _ in range(c.n)]
 
     def _obfuscation(self) -> str:
+        if self._stamp:
+            # Digits only, 12-13 of them for an uptime of days to years: within Azure's 0-16
+            # alphanumeric characters, so the chunk stays valid. monotonic_ns avoids float
+            # rounding.
+            return str(time.monotonic_ns() // 1000)
         self._padding = (self._padding + 1) % len(_OBFUSCATION)
         return _OBFUSCATION[self._padding]
 

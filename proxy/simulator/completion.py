@@ -49,6 +49,8 @@ class Completion:
     """Total content chunks after which the connection is dropped (scenario=disconnect)."""
     prompt_chars: int
     usage: dict[str, Any]
+    stamp: bool = False
+    """Each chunk's ``obfuscation`` is its send time (``x-simulator: stamp=1``)."""
 
     def text(self, choice: int) -> str:
         return "".join(self.piece(choice, step) for step in range(self.steps))
@@ -89,6 +91,7 @@ def plan_completion(options: Options, chat: ChatRequest, resource: Resource) -> 
         drop_after=drop_after,
         prompt_chars=len(chat.prompt),
         usage=usage(prompt_tokens(chat.prompt), emitted, options),
+        stamp=options.stamp,
     )
 
 

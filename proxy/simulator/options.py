@@ -37,6 +37,8 @@ class Options:
     reasoning_tokens: int = 0
     cached_tokens: int = 0
     disconnect_after: int | None = None
+    stamp: bool = False
+    """Put the send time in each chunk's ``obfuscation`` field (for latency benchmarks)."""
 
     def tokens_or(self, default: int) -> int:
         """Content chunks per choice: the header's ``tokens``, else ``default``."""
@@ -101,6 +103,7 @@ _KEYS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "reasoning_tokens": ("reasoning_tokens", _count),
     "cached_tokens": ("cached_tokens", _count),
     "disconnect_after": ("disconnect_after", _count),
+    "stamp": ("stamp", _flag),
 }
 # Keys that mean nothing outside some scenarios: a stray one is most likely a typo'd scenario.
 _SCENARIO_ONLY_KEYS: Final = {

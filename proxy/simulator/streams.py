@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Final
 
 from aiohttp import hdrs, web
@@ -111,15 +111,33 @@ def _ending(c: Completion, chunks: Chunks, offsets: _Offsets) -> Iterator[_Event
 
 
 async def _write_events(
-    resp: web.StreamResponse, events: Iterator[_Event], gate: EventGate | None
+    resp: web.StreamResponse,
+    events: Iterator[_Event],
+    gate: EventGate | None,
+    *,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> bool:
-    """Write each event with its own write, as Azure does. False if the stream was dropped."""
+    """Write each event with its own write, as Azure does. False if the stream was dropped.
+
+    Pauses are kept on an absolute schedule: each pause moves the next event's due time on
+    from the previous due time, not from when the previous write happened. A model generates
+    tokens at its own rate whatever the network does, and sleeping the whole pause after each
+    write would let every late wake-up (asyncio wakes a 5 ms sleep ~0.5 ms late on a busy
+    CPU) add up over the stream. Time an event spends held by ``gate`` or blocked in a write
+    counts as lateness too: the events after it catch up. ``clock`` (the loop's by default, the
+    one ``sleep`` runs on) and ``sleep`` are what a test replaces to check the schedule.
+    """
+    now = clock if clock is not None else asyncio.get_running_loop().time
+    due = now()
     unyielded = 0
     for event in events:
         if isinstance(event, _Drop):
             return False
         if isinstance(event, float):
-            await asyncio.sleep(event)
+            due += event
+            # sleep(0) when already late: no wait, but other streams still get to run.
+            await sleep(max(0.0, due - now()))
             unyielded = 0
             continue
         if gate is not None:

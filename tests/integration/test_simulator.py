@@ -8,9 +8,10 @@ import logging
 import math
 import re
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import openai
@@ -28,6 +29,7 @@ from proxy.simulator import (
     create_simulator_app,
     serve_simulator,
 )
+from proxy.simulator.streams import _write_events
 
 API_VERSION = "2024-10-21"
 CHAT = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
@@ -364,6 +366,73 @@ async def test_usage_reports_reasoning_and_cached_tokens(sim: Client) -> None:
     assert usage["completion_tokens_details"]["reasoning_tokens"] == 10
     assert usage["prompt_tokens_details"]["cached_tokens"] == 4
     assert usage["total_tokens"] == usage["prompt_tokens"] + 16
+
+
+async def test_stamp_puts_each_chunks_send_time_in_obfuscation(sim: Client) -> None:
+    _, payloads = await stream(sim, "stamp=1; tokens=20; token_delay_ms=1", WITH_USAGE)
+    read_at = time.monotonic_ns() // 1000
+    annotation, *real = [load(p) for p in payloads[:-1]]  # load() checks they stay valid
+    assert "obfuscation" not in annotation
+    for chunk in real:
+        assert OBFUSCATION.fullmatch(chunk["obfuscation"]), chunk["obfuscation"]
+    stamps = [int(chunk["obfuscation"]) for chunk in real]  # role, 20 content, finish, usage
+    assert len(stamps) == 23 and stamps == sorted(stamps)
+    # Microseconds of the reader's own monotonic clock, a little earlier (loose bound: this
+    # checks the unit and the clock, not how fast the machine is).
+    assert 0 <= read_at - stamps[-1] < 5_000_000
+    # Only the padding changes: the text is the one an unstamped stream gets.
+    _, plain = await stream(sim, "tokens=20")
+    assert content_of(real) == content_of([load(p) for p in plain[:-1]])
+    assert content_of(real).startswith("".join(FIRST_WORDS))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pacing: pauses on an absolute schedule (a fake clock and sleep; nothing is timed)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """A response, a clock and a sleep that only record: each sleep wakes up `oversleep`
+    late, as asyncio's sleeps do on a busy CPU, and writes of `slow` events take time."""
+
+    def __init__(self, oversleep: float, slow: dict[bytes, float]) -> None:
+        self.now = 100.0
+        self.oversleep = oversleep
+        self.slow = slow
+        self.slept: list[float] = []
+        self.written: list[tuple[bytes, float]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if seconds > 0:
+            self.now += seconds + self.oversleep
+
+    async def write(self, data: bytes) -> None:
+        self.written.append((data, self.now))
+        self.now += self.slow.get(data, 0.0)
+
+
+async def test_lateness_does_not_accumulate_over_a_stream() -> None:
+    fake = _Recorder(oversleep=0.0005, slow={b"e3": 0.007})  # e3's write outlasts a pause
+    events: list[bytes | float] = [b"e0", 0.2, b"e1", 0.005, b"e2", 0.005, b"e3", 0.005,
+                                   b"e4", 0.005, b"e5", b"e6", 0.005, b"e7"]  # fmt: skip
+    response = cast(web.StreamResponse, fake)
+    assert await _write_events(response, iter(events), None, clock=fake.clock, sleep=fake.sleep)
+
+    due = [100.0, 100.2, 100.205, 100.21, 100.215, 100.22, 100.22, 100.225]
+    lateness = [at - when for (_, at), when in zip(fake.written, due, strict=True)]
+    # Each write is late only by its own wake-up (or by the slow write just before it); with
+    # a pause slept in full after every write, e7 would be 0.5 ms x 6 + 7 ms late.
+    assert lateness == pytest.approx([0, 0.0005, 0.0005, 0.0005, 0.0025, 0.0005, 0.0005, 0.0005])
+    # The pause after a late event is shortened by its lateness; none at all once past due.
+    assert fake.slept == pytest.approx([0.2, 0.0045, 0.0045, 0.0, 0.0025, 0.0045])
+    # What the stream slept plus what it lost (late wake-ups, the slow write) is the schedule
+    # plus the last event's own lateness.
+    lost = fake.oversleep * sum(1 for s in fake.slept if s > 0) + 0.007
+    assert sum(fake.slept) + lost == pytest.approx(due[-1] - due[0] + lateness[-1])
 
 
 # ---------------------------------------------------------------------------------------------

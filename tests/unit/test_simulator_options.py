@@ -14,3 +14,10 @@ def test_delays_in_milliseconds_allow_long_thinking_models() -> None:
 def test_out_of_range_delays_are_refused(value: str) -> None:
     with pytest.raises(Exception, match="first_token_delay_ms"):
         parse_options(f"first_token_delay_ms={value}")
+
+
+def test_stamp_is_a_flag_and_off_by_default() -> None:
+    assert parse_options("stamp=1").stamp is True
+    assert parse_options("tokens=3").stamp is False
+    with pytest.raises(Exception, match="stamp"):
+        parse_options("stamp=now")
