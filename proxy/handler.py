@@ -68,8 +68,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         lifecycle.active.add(task)
     ex = Exchange(started=time.perf_counter(), wall_time=time.time(), method=request.method,
                   path=request.path, api_version=request.query.get("api-version"))
-    digest = credential_digest(request.headers)
-    ex.client = state.clients.get(digest, UNKNOWN_CLIENT) if digest else UNKNOWN_CLIENT
+    if state.clients:  # no configured clients: every caller is `unknown`, nothing to hash
+        digest = credential_digest(request.headers)
+        ex.client = state.clients.get(digest, UNKNOWN_CLIENT) if digest else UNKNOWN_CLIENT
     try:
         if state.config.require_client_auth and ex.client == UNKNOWN_CLIENT:
             return _unauthorized(state, ex)
@@ -91,8 +92,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.StreamResponse:
     limits = state.config.limits
     try:
-        async with asyncio.timeout(state.config.timeouts.client):
-            body = await _read_body(request, limits.max_request_body_bytes)
+        body = await _read_body(request, limits.max_request_body_bytes,
+                                state.config.timeouts.client)
     except BodyTooLarge:
         ex.status = 413
         return azure_error(413, "RequestEntityTooLarge", "The request body is larger than the "
@@ -191,14 +192,27 @@ def _deployment_in_path(path: str) -> str | None:
     return None
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge
     if not request.body_exists:
         return b""
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (the usual case): nothing to wait for, so no
+        # timer to arm and cancel on every request.
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise BodyTooLarge
+        return body
+    async with asyncio.timeout(timeout):
+        return await _read_body_pieces(content, limit)
+
+
+async def _read_body_pieces(content: aiohttp.StreamReader, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
-    async for piece in request.content.iter_any():
+    async for piece in content.iter_any():
         size += len(piece)
         if size > limit:
             raise BodyTooLarge

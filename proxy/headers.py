@@ -8,6 +8,7 @@ minus the client's credentials.
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -24,6 +25,25 @@ API_KEY = "api-key"
 SSE_CONTENT_TYPE = "text/event-stream"
 
 
+_HOST = hdrs.HOST.lower()
+_CONTENT_LENGTH = hdrs.CONTENT_LENGTH.lower()
+_CREDENTIALS = frozenset({API_KEY, hdrs.AUTHORIZATION.lower()})
+
+
+def _skip_set(*extra: frozenset[str]) -> frozenset[str]:
+    return HOP_BY_HOP.union(*extra)
+
+
+# Every request and response picks one of these, so the sets are built once, not per message.
+_REQUEST_SKIP: Final = {
+    (keep_length, own_key): _skip_set(
+        frozenset({_HOST}), frozenset() if keep_length else frozenset({_CONTENT_LENGTH}),
+        _CREDENTIALS if own_key else frozenset())
+    for keep_length in (False, True) for own_key in (False, True)
+}
+_STREAM_RESPONSE_SKIP: Final = _skip_set(frozenset({_CONTENT_LENGTH}))
+
+
 def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     """Headers named in `Connection` are hop-by-hop for this message too."""
     tokens: set[str] = set()
@@ -32,9 +52,10 @@ def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     return tokens
 
 
-def _end_to_end(headers: CIMultiDictProxy[str], *, drop: frozenset[str]) -> CIMultiDict[str]:
-    skip = HOP_BY_HOP | drop | _connection_tokens(headers)
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
+def _end_to_end(headers: CIMultiDictProxy[str], skip: frozenset[str]) -> CIMultiDict[str]:
+    if hdrs.CONNECTION in headers:
+        skip = skip | _connection_tokens(headers)
+    return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in skip])
 
 
 def upstream_request_headers(
@@ -50,12 +71,7 @@ def upstream_request_headers(
     `Host` is dropped so the client library sets the upstream's; `Content-Length` is kept only
     when the body is streamed through unchanged (otherwise it is recomputed for the bytes sent).
     """
-    drop = {hdrs.HOST.lower()}
-    if not keep_content_length:
-        drop.add(hdrs.CONTENT_LENGTH.lower())
-    if api_key is not None:
-        drop |= {API_KEY, hdrs.AUTHORIZATION.lower()}
-    headers = _end_to_end(incoming, drop=frozenset(drop))
+    headers = _end_to_end(incoming, _REQUEST_SKIP[keep_content_length, api_key is not None])
     if api_key is not None:
         headers[API_KEY] = api_key
     if client_ip:
@@ -71,8 +87,7 @@ def client_response_headers(upstream: CIMultiDictProxy[str], *, stream: bool) ->
     A stream's framing is chunked on our side whatever it was upstream, so its length headers
     go; the two buffering headers tell an nginx or ingress in front of us not to hold it either.
     """
-    drop = frozenset({hdrs.CONTENT_LENGTH.lower()}) if stream else frozenset()
-    headers = _end_to_end(upstream, drop=drop)
+    headers = _end_to_end(upstream, _STREAM_RESPONSE_SKIP if stream else HOP_BY_HOP)
     if stream:
         headers["X-Accel-Buffering"] = "no"
         headers[hdrs.CACHE_CONTROL] = "no-cache"
