@@ -3,8 +3,9 @@
 `python3 -m bench.bare_proxy --port 8081 --upstream http://127.0.0.1:8000`
 
 Same client-session settings as proxy/app.py (no pool limit, no decompression, no cookie jar)
-and the same server settings as proxy/server.py (handler cancellation, no access log), so the
-difference between the two is what the proxy does per request and per piece.
+and the same server settings as proxy/server.py (handler cancellation, no access log, the
+garbage-collector tuning), so the difference between the two is what the proxy does per
+request and per piece.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import aiohttp
 from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy
 from yarl import URL
+
+from proxy.gc_tuning import tune_for_serving
 
 HOP_BY_HOP = frozenset(h.lower() for h in (
     hdrs.CONNECTION, "Keep-Alive", hdrs.PROXY_AUTHENTICATE, hdrs.PROXY_AUTHORIZATION, hdrs.TE,
@@ -72,6 +75,7 @@ async def serve(host: str, port: int, upstream: str) -> None:
     runner = web.AppRunner(create_app(upstream), handler_cancellation=True, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    tune_for_serving()  # the proxy's process settings: only what it does per request differs
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

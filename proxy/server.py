@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .app import REGISTRY, create_admin_app, create_app
 from .config import Config
+from .gc_tuning import tune_for_serving
 from .lifecycle import Lifecycle
 
 log = logging.getLogger("aoai_stream_proxy")
@@ -62,6 +63,7 @@ async def serve(config: Config, *, reuse_port: bool = False,
                                                client_timeout=config.timeouts.client)
         runners.append(admin_runner)
         log.info("metrics and health on http://%s:%d", config.admin.host, admin_port)
+    tune_for_serving()
     signals = _signal_queue()
     try:
         received = await signals.get()
