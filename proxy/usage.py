@@ -26,6 +26,8 @@ class Intent:
     """The client itself set `stream_options.include_usage: true`."""
     body: dict[str, Any] | None = None
     """The parsed JSON body, kept only when the proxy may need to rewrite it."""
+    raw: bytes = b""
+    """The body as sent, kept with `body`."""
 
 
 def read_intent(body: bytes, *, need_model: bool) -> Intent:
@@ -42,20 +44,44 @@ def read_intent(body: bytes, *, need_model: bool) -> Intent:
     options = parsed.get("stream_options")
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
     stream = parsed.get("stream") is True
+    rewritable = stream and not wants_usage
     return Intent(stream=stream, model=model if isinstance(model, str) else None,
-                  wants_usage=wants_usage, body=parsed if stream and not wants_usage else None)
+                  wants_usage=wants_usage, body=parsed if rewritable else None,
+                  raw=body if rewritable else b"")
+
+
+_USAGE_MEMBER = b'"stream_options":{"include_usage":true},'
+_JSON_SPACE = b" \t\r\n"
 
 
 def with_usage(intent: Intent) -> bytes | None:
-    """The body re-encoded with `include_usage: true`, or None when it cannot be added."""
+    """The body with `include_usage: true` added, or None when it cannot be added.
+
+    Without `stream_options` in the body (the usual case) the member is inserted right after
+    the opening brace: every byte the client wrote stays as it was (numbers, escapes, key
+    order), and nothing is re-encoded. Otherwise the body is re-encoded with it merged in.
+    """
     if intent.body is None:
         return None
     options = intent.body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
+    if "stream_options" not in intent.body:
+        inserted = _insert_member(intent.raw)
+        if inserted is not None:
+            return inserted
+    elif options is not None and not isinstance(options, dict):
         return None
     merged = dict(intent.body)
     merged["stream_options"] = {**(options or {}), "include_usage": True}
     return json.dumps(merged, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _insert_member(raw: bytes) -> bytes | None:
+    """`raw` (a non-empty JSON object) with the usage member first, if it is plain UTF-8."""
+    start = len(raw) - len(raw.lstrip(_JSON_SPACE))
+    # UTF-16/32 bodies (json.loads accepts them) and a UTF-8 BOM are re-encoded instead.
+    if raw[start:start + 1] != b"{" or json.detect_encoding(raw) != "utf-8":
+        return None
+    return raw[:start + 1] + _USAGE_MEMBER + raw[start + 1:]
 
 
 def rejects_stream_options(status: int, body: bytes) -> bool:

@@ -23,6 +23,32 @@ def test_stream_without_usage_gets_include_usage_and_keeps_other_fields() -> Non
                                                     "include_usage": True}}
 
 
+def test_usage_is_inserted_without_re_encoding_a_single_client_byte() -> None:
+    # Number formats, escapes, key order and spacing as the client wrote them.
+    body = (b' {"messages": [{"role": "user", "content": "h\\u00e9llo \\"q\\""}],\n'
+            b' "temperature": 1e-5, "max_tokens": 10.0, "stream": true}')
+    rewritten = with_usage(read_intent(body, need_model=False)) or b""
+    member = b'"stream_options":{"include_usage":true},'
+    assert rewritten == b' {' + member + body[2:]
+    assert json.loads(rewritten) == {**json.loads(body),
+                                     "stream_options": {"include_usage": True}}
+
+
+def test_bodies_not_in_plain_utf8_are_re_encoded_with_usage() -> None:
+    for body in ('\ufeff{"stream":true}'.encode(), '{"stream":true}'.encode("utf-16")):
+        rewritten = with_usage(read_intent(body, need_model=True)) or b""
+        assert json.loads(rewritten) == {"stream": True,
+                                         "stream_options": {"include_usage": True}}
+
+
+def test_null_or_odd_stream_options() -> None:
+    rewritten = with_usage(read_intent(b'{"stream":true,"stream_options":null}',
+                                       need_model=False)) or b""
+    assert json.loads(rewritten)["stream_options"] == {"include_usage": True}
+    assert with_usage(read_intent(b'{"stream":true,"stream_options":[1]}',
+                                  need_model=False)) is None
+
+
 def test_client_that_asked_for_usage_is_left_alone() -> None:
     body = b'{"stream":true,"stream_options":{"include_usage":true},"model":"m"}'
     intent = read_intent(body, need_model=True)
