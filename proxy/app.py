@@ -23,6 +23,7 @@ from .lifecycle import LIFECYCLE, Lifecycle
 from .metrics import Metrics
 from .simulator import SimulatorConfig, create_simulator_app
 from .usage import RejectionMemory
+from .watchdog import Watchdog, tick_for
 
 log = logging.getLogger("aoai_stream_proxy")
 
@@ -86,6 +87,8 @@ def _upstream_resources(
         session = _client_session(config)
         runners: list[web.AppRunner] = []
         bases: dict[str, str] = {}
+        watchdog = Watchdog(tick_for(config.timeouts.response, config.timeouts.idle))
+        watchdog.start()
         try:
             for upstream in config.upstreams:
                 if upstream.is_simulator:
@@ -96,9 +99,11 @@ def _upstream_resources(
             app[STATE] = ProxyState(
                 config=config, metrics=metrics, session=session, bases=bases,
                 clients={c.key_sha256: c.name for c in config.clients},
-                rejections=RejectionMemory(), access_log=access_logger(config.access_log))
+                rejections=RejectionMemory(), access_log=access_logger(config.access_log),
+                watchdog=watchdog)
             yield
         finally:
+            watchdog.stop()
             await session.close()
             for runner in runners:
                 await runner.cleanup()

@@ -22,6 +22,7 @@ from yarl import URL
 from .errors import azure_error
 from .exchange import ERROR_CONNECT, ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT, Exchange
 from .headers import client_response_headers, is_event_stream
+from .watchdog import Watch
 
 
 class Tap(Protocol):
@@ -55,18 +56,19 @@ async def send(
     headers: CIMultiDict[str],
     body: bytes,
     response_timeout: float,
+    watch: Watch,
 ) -> aiohttp.ClientResponse:
     """Send one request upstream and wait for its response headers."""
     # encoded=True: the path and query go out exactly as the client wrote them.
     url = URL(base + raw_path_qs, encoded=True)
-    deadline = _Deadline(response_timeout)
+    watch.expect_response(response_timeout)
     try:
         response = await session.request(
             method, url, headers=headers, data=body or None, allow_redirects=False,
             skip_auto_headers=SKIP_AUTO_HEADERS,
         )
     except asyncio.CancelledError as exc:
-        if not deadline.expired():
+        if not watch.expired():
             raise
         raise UpstreamError(ERROR_TIMEOUT, "no response from the upstream in time") from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -78,7 +80,7 @@ async def send(
     except aiohttp.ClientError as exc:
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid response") from exc
     finally:
-        deadline.cancel()
+        watch.clear()
     if response.status < 100:  # aiohttp accepts any three digits; "000" is no HTTP status
         response.close()
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid status")
@@ -95,10 +97,11 @@ async def relay(
     ex: Exchange,
     *,
     tap: Tap,
+    watch: Watch,
+    idle: float,
     rewrite: Rewriter | None = None,
     prefetched: bytes | None = None,
     clock: Callable[[], float] = time.perf_counter,
-    idle: float = 300.0,
 ) -> web.StreamResponse:
     """Relay `upstream` to the client piece by piece; `prefetched` is a body already read."""
     stream = is_event_stream(upstream.headers)
@@ -114,7 +117,7 @@ async def relay(
             await _write(response, ex, prefetched, clock)
             tap.feed(prefetched)
         else:
-            await _pump(upstream, response, ex, tap, rewrite, clock, idle)
+            await _pump(upstream, response, ex, tap, rewrite, clock, watch, idle)
         await response.write_eof()
     except ConnectionResetError:
         # A write to the client failed before aiohttp noticed the connection was gone: return
@@ -141,12 +144,12 @@ async def relay(
 
 async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, ex: Exchange,
                 tap: Tap, rewrite: Rewriter | None, clock: Callable[[], float],
-                idle: float) -> None:
+                watch: Watch, idle: float) -> None:
     # This loop runs once per upstream piece of every stream: methods are bound once and the
     # first-byte bookkeeping happens only until the first byte is out.
     write, feed = response.write, tap.feed
     transform = rewrite.feed if rewrite is not None else None
-    watch = _IdleWatch(idle)
+    watch.expect_pieces(idle)
     try:
         async for piece in upstream.content.iter_any():
             watch.pieces += 1
@@ -159,9 +162,8 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
                     ex.first_byte_at = clock()
             feed(piece)
     except asyncio.CancelledError as exc:
-        if not watch.fired:
+        if not watch.expired():
             raise
-        watch.absorb()
         raise UpstreamError(ERROR_TIMEOUT, "the upstream went silent") from exc
     except ConnectionResetError:
         raise  # the client's side (aiohttp's ClientConnectionResetError is a ClientError too)
@@ -173,81 +175,11 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
     except aiohttp.ClientError as exc:
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid response") from exc
     finally:
-        watch.stop()
+        watch.clear()
     if rewrite is not None:
         tail = rewrite.flush()
         if tail:
             await _write(response, ex, tail, clock)
-
-
-class _Deadline:
-    """Cancels the current task after `delay` seconds unless cancelled first.
-
-    What `asyncio.timeout` does for one await, for the one await per request that needs it,
-    at a third of the cost (one timer handle, no state machine): the caller turns the
-    cancellation into a timeout when `expired()` says it was ours.
-    """
-
-    __slots__ = ("_cancelling", "_fired", "_handle", "_task")
-
-    def __init__(self, delay: float) -> None:
-        self._fired = False
-        self._task = asyncio.current_task()
-        # Cancellations already requested are not ours (the same bookkeeping as asyncio's).
-        self._cancelling = self._task.cancelling() if self._task is not None else 0
-        self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
-
-    def _fire(self) -> None:
-        self._fired = True
-        if self._task is not None:
-            self._task.cancel()
-
-    def expired(self) -> bool:
-        """True if the cancellation being handled is ours alone (it is then taken back); a
-        cancellation from elsewhere (the client left) wins over our timer."""
-        if not self._fired or self._task is None:
-            return False
-        return self._task.uncancel() <= self._cancelling
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
-class _IdleWatch:
-    """A backstop for `timeouts.idle` on upstream reads.
-
-    aiohttp's own `sock_read` timer normally ends a silent upstream; but when its C parser
-    fails mid-body (an invalid chunk size) it drops that timer and the read waits forever.
-    This checks once per `idle` period whether a piece arrived (a counter bump per piece, no
-    timer work on the hot path) and cancels the pump if none did, so a stall ends within
-    `idle` to `2 * idle`. Time spent waiting on a slow client does not count.
-    """
-
-    def __init__(self, idle: float) -> None:
-        self.pieces = 0
-        self.writing = False
-        self.fired = False
-        self._idle = idle
-        self._seen = -1
-        self._task = asyncio.current_task()
-        self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(idle, self._check)
-
-    def _check(self) -> None:
-        if self.writing or self.pieces != self._seen or self._task is None:
-            self._seen = self.pieces
-            self._handle = self._loop.call_later(self._idle, self._check)
-            return
-        self.fired = True
-        self._task.cancel()
-
-    def absorb(self) -> None:
-        """Take back our own cancellation, so the task is not left marked as cancelled."""
-        if self._task is not None:
-            self._task.uncancel()
-
-    def stop(self) -> None:
-        self._handle.cancel()
 
 
 async def _write(response: web.StreamResponse, ex: Exchange, data: bytes,

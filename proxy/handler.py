@@ -28,6 +28,7 @@ from .metrics import OTHER_DEPLOYMENT, UNKNOWN_CLIENT, Metrics
 from .sse import UsageChunkStripper
 from .tap import tap_for
 from .usage import Intent, RejectionMemory, read_intent, rejects_stream_options, with_usage
+from .watchdog import Watchdog
 
 # nginx's code for "client closed request": the client left before any response was sent.
 CLIENT_CLOSED = 499
@@ -45,6 +46,8 @@ class ProxyState:
     """sha256 of a client key -> client name."""
     rejections: RejectionMemory
     access_log: logging.Logger | None
+    watchdog: Watchdog
+    """Guards every request's upstream deadlines (`timeouts.response`, `timeouts.idle`)."""
 
     def upstream_for(self, deployment: str | None) -> UpstreamConfig:
         for upstream in self.config.upstreams:
@@ -118,11 +121,12 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
     injected = _usage_body(state, request.path, intent, memory_key)
     ex.usage_injected = injected is not None
     base = state.bases[upstream.name]
+    watch = state.watchdog.watch()
 
     async def ask(data: bytes) -> aiohttp.ClientResponse:
         return await send(state.session, base=base, method=request.method,
                           raw_path_qs=_origin_form(request), headers=headers, body=data,
-                          response_timeout=state.config.timeouts.response)
+                          response_timeout=state.config.timeouts.response, watch=watch)
 
     try:
         response = await ask(injected if injected is not None else body)
@@ -142,7 +146,7 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
     rewrite = UsageChunkStripper(limits.max_event_bytes) if ex.usage_injected and \
         is_event_stream(response.headers) else None
     try:
-        return await relay(request, response, ex, tap=tap, rewrite=rewrite,
+        return await relay(request, response, ex, tap=tap, rewrite=rewrite, watch=watch,
                            prefetched=prefetched, idle=state.config.timeouts.idle)
     finally:
         ex.observation = tap.finish()
