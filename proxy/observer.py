@@ -12,21 +12,20 @@ a later chunk whose bytes equal the template outside those strings is, by constr
 JSON with other string values, so it means the same thing and is counted without parsing. The
 template is learned from the bytes actually seen, so it follows any key order or whitespace.
 Anything else (first chunks, finish, usage, filter verdicts, errors, a changed verdict block)
-misses every template and is parsed in full. Templates live in `proxy.templates`; the events of
-a piece are matched where they lie in it, without the decoder's copies (see `_take`).
+misses every template and is parsed in full.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from proxy.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
-from proxy.templates import Template, match_run
+from proxy.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 
 __all__ = [
     "COMPLETION",
@@ -62,7 +61,6 @@ FILTER_CATEGORIES: Final = frozenset(
     }
 )
 OTHER: Final = "other"
-_LF: Final = 0x0A
 
 # Responses API stream events that carry generated output.
 _RESPONSES_OUTPUT_EVENTS: Final = frozenset(
@@ -158,15 +156,13 @@ class StreamObserver:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         fast_path: bool = True,
     ) -> None:
-        """`fast_path=False` hands every piece to the decoder and parses every event in full
-        (tests compare the two paths)."""
+        """`fast_path=False` parses every event in full (tests compare the two paths)."""
         self.observation = Observation()
         self._clock = clock
         self._decoder = SSEDecoder(max_event_bytes)
-        self._max_event = max_event_bytes
         self._max_piece = max_event_bytes + 2  # one event plus its blank line
         self._fast_path = fast_path
-        self._templates: list[Template] = []
+        self._templates: list[_Template] = []
         # Mirrors self._decoder.idle after each feed (a property call costs on every piece).
         self._idle = False
         self._full_parses = 0
@@ -176,11 +172,26 @@ class StreamObserver:
         """Take one piece of the response. Never raises."""
         obs = self.observation
         try:
-            if self._take(data):
-                now = self._clock()
-                if obs.first_token_at is None:
-                    obs.first_token_at = now
-                obs.last_token_at = now
+            n = len(data)
+            # While the decoder holds nothing, a piece whose only "\n" is the second-to-last
+            # byte and that has no "\r" is exactly one event: a template can be tried on it as
+            # it stands (templates start with "data: " and end with "\n\n").
+            if (
+                self._idle
+                and n <= self._max_piece
+                and data.find(b"\n") == n - 2
+                and data.find(b"\r") < 0
+            ):
+                for template in self._templates:
+                    if template.matches(data, n):
+                        obs.events += 1
+                        obs.content_events += template.deltas
+                        now = self._clock()
+                        if obs.first_token_at is None:
+                            obs.first_token_at = now
+                        obs.last_token_at = now
+                        return
+            self._feed_decoder(data)
         except Exception:  # noqa: BLE001 - an observer bug must never break the byte flow
             obs.parse_errors += 1
 
@@ -192,73 +203,7 @@ class StreamObserver:
             self.observation.parse_errors += 1
         return self.observation
 
-    def _take(self, data: bytes) -> int:
-        """Interpret the events `data` completes; return the choice deltas that carried output.
-
-        Under load one piece carries many events, and the decoder's way (copy each event, then
-        its data) costs more than matching a template. So the events are walked in place
-        instead: an event the decoder holds the start of is finished by it, whole events are
-        matched where they lie, and only the incomplete tail is handed to the decoder to keep.
-        That framing is the decoder's own ("\n\n" ends an event) as long as the piece has no
-        "\r"; a piece with one, like every piece when fast_path is off, goes to the decoder.
-        """
-        if not self._fast_path or data.find(b"\r") >= 0:
-            return self._decode(data)
-        pos = 0 if self._idle else self._decoder.pending_end(data)
-        if pos < 0:
-            return self._decode(data)
-        outputs = self._decode(data[:pos]) if pos else 0
-        pos, walked = self._walk(data, pos)
-        if pos < len(data):
-            outputs += self._decode(data[pos:] if pos else data)
-        return outputs + walked
-
-    def _walk(self, data: bytes, pos: int) -> tuple[int, int]:
-        """Interpret the whole events of `data` from `pos` (where the decoder, idle, would
-        start); return where the incomplete tail starts and the deltas with output."""
-        obs = self.observation
-        outputs = 0
-        n = len(data)
-        while pos < n:
-            pos, hits, deltas = match_run(self._templates, data, pos, self._max_piece)
-            # Counted before the next parse: learning is budgeted by the hits so far.
-            obs.events += hits
-            obs.content_events += deltas
-            outputs += deltas
-            if pos == n:
-                break
-            end, deltas = self._untemplated(data, pos)
-            if end < 0:
-                break
-            pos = end
-            outputs += deltas
-        return pos, outputs
-
-    def _untemplated(self, data: bytes, pos: int) -> tuple[int, int]:
-        """Interpret the event at `pos`, which no template matched; return where it ends (-1
-        when it is incomplete) and its deltas with output."""
-        nl = data.find(b"\n", pos)
-        if nl < 0 or nl + 1 == len(data):
-            return -1, 0  # the next byte may or may not end the event
-        if data[nl + 1] == _LF:
-            if nl - pos <= self._max_event and data.startswith(b"data: ", pos):
-                # One "data: " line: the decoder would dispatch the rest of it as it stands.
-                self.observation.events += 1
-                try:
-                    return nl + 2, self._interpret(data[pos + 6 : nl])
-                except Exception:  # noqa: BLE001 - as in _decode
-                    self.observation.parse_errors += 1
-                    return nl + 2, 0
-            end = nl
-        else:
-            end = data.find(b"\n\n", nl + 1)
-            if end < 0:
-                return -1, 0
-        # Comments, several lines, no space after "data:", oversized: the decoder's business.
-        return end + 2, self._decode(data[pos : end + 2])
-
-    def _decode(self, data: bytes) -> int:
-        """Hand `data` to the decoder; interpret the events it completes."""
+    def _feed_decoder(self, data: bytes) -> None:
         obs = self.observation
         try:
             events = self._decoder.feed(data)
@@ -268,29 +213,33 @@ class StreamObserver:
         outputs = 0
         for event in events:
             try:
-                outputs += self._event(event.data)
+                outputs += self._event(event)
             except Exception:  # noqa: BLE001 - one bad event must not hide the others
                 obs.parse_errors += 1
-        return outputs
+        if outputs:
+            now = self._clock()
+            if obs.first_token_at is None:
+                obs.first_token_at = now
+            obs.last_token_at = now
 
-    def _event(self, data: bytes) -> int:
-        """Interpret one event's data; return how many choice deltas carried output."""
-        self.observation.events += 1
-        for template in self._templates:
-            if template.matches(data):
-                self.observation.content_events += template.deltas
-                return template.deltas
-        return self._interpret(data)
-
-    def _interpret(self, data: bytes) -> int:
-        """An event's data that no template matched."""
+    def _event(self, event: SSEEvent) -> int:
+        """Interpret one event; return how many choice deltas carried output."""
         obs = self.observation
+        obs.events += 1
         if obs.done:
             return 0
+        data = event.data
         if data.startswith(b"[DONE]"):  # openai-python's test: a prefix match
             obs.done = True
-            self._templates.clear()  # so nothing after it matches one
+            self._templates.clear()
             return 0
+        if self._templates:
+            # Several events in one piece, or one cut across pieces: rebuild the piece form.
+            piece = b"data: " + data + b"\n\n"
+            for template in self._templates:
+                if template.matches(piece, len(piece)):
+                    obs.content_events += template.deltas
+                    return template.deltas
         return self._parse(data)
 
     def _parse(self, data: bytes) -> int:
@@ -306,8 +255,8 @@ class StreamObserver:
             return 0
         outputs = _apply(obs, obj)
         obs.content_events += outputs
-        if outputs and self._may_learn() and _is_plain(obj):
-            template = Template.learn(data, outputs, self._MAX_TEMPLATE_BYTES)
+        if outputs and self._may_learn():
+            template = _Template.learn(data, obj, self._MAX_TEMPLATE_BYTES)
             if template is not None:
                 self._templates.insert(0, template)
                 del self._templates[self._MAX_TEMPLATES :]
@@ -325,12 +274,99 @@ class StreamObserver:
         return True
 
 
-def _is_plain(obj: dict[str, Any]) -> bool:
-    """Is a chunk's only effect output on its choices? Only such a chunk can be a template:
-    one of its shape must mean the same whatever its variable strings say."""
-    scratch = Observation()
-    _apply(scratch, obj)
-    return scratch == Observation(choices_seen=scratch.choices_seen)
+# A key whose string value may vary between chunks of the same shape.
+_VARIABLE_KEY = re.compile(rb'"(content|arguments|obfuscation)"[ \t\r\n]*:[ \t\r\n]*"')
+
+
+class _Template:
+    """A fully parsed content chunk, as a whole `data: ...\n\n` piece with its variable
+    strings cut out.
+
+    `head S1 fixed S2 ... fixed`: each S is the body of a JSON string (between its quotes). A
+    piece matching it differs from the learned one only inside those strings, so its JSON
+    parses to the same structure with other string values. The learned chunk was "plain" (its
+    only effect was output on its choices), and that effect depends on these strings only
+    through `delta.content` being non-empty, which matching demands. The string bodies
+    themselves are not validated: a malformed escape or a raw control byte inside one is
+    counted as output rather than as a parse error.
+    """
+
+    __slots__ = ("deltas", "head", "head_len", "steps")
+
+    def __init__(self, fixed: list[bytes], nonempty: list[bool], deltas: int) -> None:
+        pieces = [b"data: " + fixed[0], *fixed[1:]]
+        pieces[-1] += b"\n\n"
+        self.head = pieces[0]
+        self.head_len = len(self.head)
+        # (text after string i, its length, string i must be non-empty)
+        self.steps = tuple(zip(pieces[1:], map(len, pieces[1:]), nonempty, strict=True))
+        self.deltas = deltas
+
+    def matches(self, piece: bytes, n: int) -> bool:
+        """Does piece (of length n) match? Runs on most pieces of a stream: kept lean."""
+        if not piece.startswith(self.head):
+            return False
+        pos = self.head_len
+        for fixed, fixed_len, nonempty in self.steps:
+            end = piece.find(b'"', pos)
+            if end > pos and piece[end - 1] == 0x5C:  # a backslash: maybe an escaped quote
+                end = _string_end(piece, pos, n)
+            if end < 0 or (nonempty and end == pos) or not piece.startswith(fixed, end):
+                return False
+            pos = end + fixed_len
+        return pos == n
+
+    @classmethod
+    def learn(cls, data: bytes, obj: dict[str, Any], max_bytes: int) -> _Template | None:
+        """A template from a parsed chunk, or None when it is not a plain output chunk.
+
+        Every `"content"`, `"arguments"` or `"obfuscation"` string becomes variable, wherever it
+        sits: `_apply` reads such a string only as a delta's (or message's) content and only for
+        being non-empty, so a "content" string must stay non-empty and the others may be
+        anything. (A regex hit is a real key and value here: its closing quote is unescaped and
+        followed by a colon, and the chunk parsed as JSON.)
+        """
+        if len(data) > max_bytes or b"\n" in data or b"\r" in data:
+            return None
+        scratch = Observation()
+        deltas = _apply(scratch, obj)
+        if not deltas or scratch != Observation(choices_seen=scratch.choices_seen):
+            return None
+        fixed: list[bytes] = []
+        nonempty: list[bool] = []
+        cursor = 0
+        for key, start, end in _string_spans(data):
+            fixed.append(data[cursor:start])
+            nonempty.append(key == b"content")
+            cursor = end
+        fixed.append(data[cursor:])
+        return cls(fixed, nonempty, deltas)
+
+
+def _string_spans(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(key, start, end) of the string bodies following the variable keys, in order. No match
+    can start inside an earlier body: a quote in a body is escaped, so `content"` cannot end
+    there."""
+    spans: list[tuple[bytes, int, int]] = []
+    for match in _VARIABLE_KEY.finditer(data):
+        end = _string_end(data, match.end(), len(data))
+        if end < 0:
+            break
+        spans.append((match.group(1), match.end(), end))
+    return spans
+
+
+def _string_end(buf: bytes, start: int, stop: int) -> int:
+    """Offset of the quote closing the JSON string body that starts at `start`, or -1."""
+    end = buf.find(b'"', start, stop)
+    while end > start and buf[end - 1] == 0x5C:
+        run = end - 1
+        while run > start and buf[run - 1] == 0x5C:
+            run -= 1
+        if (end - run) % 2 == 0:  # an even run of backslashes escapes itself, not the quote
+            break
+        end = buf.find(b'"', end + 1, stop)
+    return end
 
 
 def _apply(obs: Observation, obj: dict[str, Any]) -> int:
