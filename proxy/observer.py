@@ -12,20 +12,21 @@ a later chunk whose bytes equal the template outside those strings is, by constr
 JSON with other string values, so it means the same thing and is counted without parsing. The
 template is learned from the bytes actually seen, so it follows any key order or whitespace.
 Anything else (first chunks, finish, usage, filter verdicts, errors, a changed verdict block)
-misses every template and is parsed in full.
+misses every template and is parsed in full. Templates live in `proxy.templates`; the events of
+a piece are matched where they lie in it, without the decoder's copies (see `_walk`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from proxy.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from proxy.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from proxy.templates import Template
 
 __all__ = [
     "COMPLETION",
@@ -61,6 +62,7 @@ FILTER_CATEGORIES: Final = frozenset(
     }
 )
 OTHER: Final = "other"
+_LF: Final = 0x0A
 
 # Responses API stream events that carry generated output.
 _RESPONSES_OUTPUT_EVENTS: Final = frozenset(
@@ -156,15 +158,18 @@ class StreamObserver:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         fast_path: bool = True,
     ) -> None:
-        """`fast_path=False` parses every event in full (tests compare the two paths)."""
+        """`fast_path=False` hands every piece to the decoder and parses every event in full
+        (tests compare the two paths)."""
         self.observation = Observation()
         self._clock = clock
         self._decoder = SSEDecoder(max_event_bytes)
+        self._max_event = max_event_bytes
         self._max_piece = max_event_bytes + 2  # one event plus its blank line
         self._fast_path = fast_path
-        self._templates: list[_Template] = []
-        # Mirrors self._decoder.idle after each feed (a property call costs on every piece).
-        self._idle = False
+        self._templates: list[Template] = []
+        # The decoder is idle and fast_path is on: a piece without "\r" can be walked at once.
+        # Updated after each decoder feed (a property call costs on every piece).
+        self._walkable = False
         self._full_parses = 0
         self._learn_attempts = 0
 
@@ -172,26 +177,15 @@ class StreamObserver:
         """Take one piece of the response. Never raises."""
         obs = self.observation
         try:
-            n = len(data)
-            # While the decoder holds nothing, a piece whose only "\n" is the second-to-last
-            # byte and that has no "\r" is exactly one event: a template can be tried on it as
-            # it stands (templates start with "data: " and end with "\n\n").
-            if (
-                self._idle
-                and n <= self._max_piece
-                and data.find(b"\n") == n - 2
-                and data.find(b"\r") < 0
-            ):
-                for template in self._templates:
-                    if template.matches(data, n):
-                        obs.events += 1
-                        obs.content_events += template.deltas
-                        now = self._clock()
-                        if obs.first_token_at is None:
-                            obs.first_token_at = now
-                        obs.last_token_at = now
-                        return
-            self._feed_decoder(data)
+            if self._walkable and data.find(b"\r") < 0:
+                outputs = self._walk(data, 0)
+            else:
+                outputs = self._take(data)
+            if outputs:
+                now = self._clock()
+                if obs.first_token_at is None:
+                    obs.first_token_at = now
+                obs.last_token_at = now
         except Exception:  # noqa: BLE001 - an observer bug must never break the byte flow
             obs.parse_errors += 1
 
@@ -203,43 +197,117 @@ class StreamObserver:
             self.observation.parse_errors += 1
         return self.observation
 
-    def _feed_decoder(self, data: bytes) -> None:
+    def _take(self, data: bytes) -> int:
+        """A piece that cannot be walked at once: the decoder holds the start of an event, or
+        is in one of its rare states, or the piece has a "\\r", or fast_path is off."""
+        # Walking pays when the piece ends more events than the held one; a second line break
+        # a byte or more past the first is the quick sign (one-byte finds are memchr). Else one
+        # decoder feed costs less than the two that walking takes.
+        nl = data.find(b"\n") if self._fast_path else -1
+        if nl >= 0 and data.find(b"\n", nl + 2) >= 0:
+            pos = self._decoder.pending_end(data)
+            if pos > 0 and data.find(b"\r", pos) < 0:
+                return self._decode(data[:pos]) + self._walk(data, pos)
+        return self._decode(data)
+
+    def _walk(self, data: bytes, pos: int) -> int:
+        """Interpret the events of `data` from `pos`, where the decoder (idle, and so
+        `_walkable`) would start, and leave the incomplete tail with the decoder; return the
+        choice deltas with output.
+
+        Under load one piece carries many events, and the decoder's way (copy each event, then
+        its data) costs more than matching a template. So the events are walked where they lie:
+        each is tried on the templates (see `Template.event`), and only one that matches none
+        takes the slower way. Without "\\r" in the piece, the decoder's framing is this simple:
+        an event ends at each "\\n\\n".
+        """
+        obs = self.observation
+        templates = self._templates
+        limit = self._max_piece
+        n = len(data)
+        outputs = hits = hit_deltas = 0
+        while pos < n:
+            # The hot loop: runs for every ordinary content chunk of every stream.
+            for template in templates:
+                m = template.event(data, pos, pos + limit)
+                if m is not None and m.groups() == template.fixed:
+                    hits += 1
+                    hit_deltas += template.deltas
+                    pos = m.end()
+                    break
+            else:
+                if hits:  # counted before anything is parsed: learning is budgeted by hits
+                    obs.events += hits
+                    obs.content_events += hit_deltas
+                    outputs += hit_deltas
+                    hits = hit_deltas = 0
+                end, deltas = self._untemplated(data, pos)
+                if end < 0:
+                    return outputs + self._decode(data[pos:] if pos else data)
+                pos = end
+                outputs += deltas
+        obs.events += hits
+        obs.content_events += hit_deltas
+        return outputs + hit_deltas
+
+    def _untemplated(self, data: bytes, pos: int) -> tuple[int, int]:
+        """Interpret the event at `pos`, which no template matched; return where it ends (-1
+        when it is incomplete) and its deltas with output."""
+        nl = data.find(b"\n", pos)
+        if nl < 0 or nl + 1 == len(data):
+            return -1, 0  # the next byte may or may not end the event
+        if data[nl + 1] == _LF:
+            if nl - pos <= self._max_event and data.startswith(b"data: ", pos):
+                # One "data: " line: the decoder would dispatch the rest of it as it stands.
+                self.observation.events += 1
+                try:
+                    return nl + 2, self._interpret(data[pos + 6 : nl])
+                except Exception:  # noqa: BLE001 - as in _decode
+                    self.observation.parse_errors += 1
+                    return nl + 2, 0
+            end = nl
+        else:
+            end = data.find(b"\n\n", nl + 1)
+            if end < 0:
+                return -1, 0
+        # Comments, several lines, no space after "data:", oversized: the decoder's business.
+        return end + 2, self._decode(data[pos : end + 2])
+
+    def _decode(self, data: bytes) -> int:
+        """Hand `data` to the decoder; interpret the events it completes."""
         obs = self.observation
         try:
             events = self._decoder.feed(data)
         finally:
-            self._idle = self._decoder.idle
+            self._walkable = self._fast_path and self._decoder.idle
             obs.oversized_events = self._decoder.oversized
         outputs = 0
         for event in events:
             try:
-                outputs += self._event(event)
+                outputs += self._event(event.data)
             except Exception:  # noqa: BLE001 - one bad event must not hide the others
                 obs.parse_errors += 1
-        if outputs:
-            now = self._clock()
-            if obs.first_token_at is None:
-                obs.first_token_at = now
-            obs.last_token_at = now
+        return outputs
 
-    def _event(self, event: SSEEvent) -> int:
-        """Interpret one event; return how many choice deltas carried output."""
+    def _event(self, data: bytes) -> int:
+        """Interpret one event's data; return how many choice deltas carried output."""
+        self.observation.events += 1
+        for template in self._templates:
+            m = template.payload(data)
+            if m is not None and m.groups() == template.fixed:
+                self.observation.content_events += template.deltas
+                return template.deltas
+        return self._interpret(data)
+
+    def _interpret(self, data: bytes) -> int:
+        """An event's data that no template matched."""
         obs = self.observation
-        obs.events += 1
         if obs.done:
             return 0
-        data = event.data
         if data.startswith(b"[DONE]"):  # openai-python's test: a prefix match
             obs.done = True
-            self._templates.clear()
+            self._templates.clear()  # so nothing after it matches one
             return 0
-        if self._templates:
-            # Several events in one piece, or one cut across pieces: rebuild the piece form.
-            piece = b"data: " + data + b"\n\n"
-            for template in self._templates:
-                if template.matches(piece, len(piece)):
-                    obs.content_events += template.deltas
-                    return template.deltas
         return self._parse(data)
 
     def _parse(self, data: bytes) -> int:
@@ -255,8 +323,8 @@ class StreamObserver:
             return 0
         outputs = _apply(obs, obj)
         obs.content_events += outputs
-        if outputs and self._may_learn():
-            template = _Template.learn(data, obj, self._MAX_TEMPLATE_BYTES)
+        if outputs and self._may_learn() and _is_plain(obj):
+            template = Template.learn(data, outputs, self._MAX_TEMPLATE_BYTES)
             if template is not None:
                 self._templates.insert(0, template)
                 del self._templates[self._MAX_TEMPLATES :]
@@ -274,99 +342,12 @@ class StreamObserver:
         return True
 
 
-# A key whose string value may vary between chunks of the same shape.
-_VARIABLE_KEY = re.compile(rb'"(content|arguments|obfuscation)"[ \t\r\n]*:[ \t\r\n]*"')
-
-
-class _Template:
-    """A fully parsed content chunk, as a whole `data: ...\n\n` piece with its variable
-    strings cut out.
-
-    `head S1 fixed S2 ... fixed`: each S is the body of a JSON string (between its quotes). A
-    piece matching it differs from the learned one only inside those strings, so its JSON
-    parses to the same structure with other string values. The learned chunk was "plain" (its
-    only effect was output on its choices), and that effect depends on these strings only
-    through `delta.content` being non-empty, which matching demands. The string bodies
-    themselves are not validated: a malformed escape or a raw control byte inside one is
-    counted as output rather than as a parse error.
-    """
-
-    __slots__ = ("deltas", "head", "head_len", "steps")
-
-    def __init__(self, fixed: list[bytes], nonempty: list[bool], deltas: int) -> None:
-        pieces = [b"data: " + fixed[0], *fixed[1:]]
-        pieces[-1] += b"\n\n"
-        self.head = pieces[0]
-        self.head_len = len(self.head)
-        # (text after string i, its length, string i must be non-empty)
-        self.steps = tuple(zip(pieces[1:], map(len, pieces[1:]), nonempty, strict=True))
-        self.deltas = deltas
-
-    def matches(self, piece: bytes, n: int) -> bool:
-        """Does piece (of length n) match? Runs on most pieces of a stream: kept lean."""
-        if not piece.startswith(self.head):
-            return False
-        pos = self.head_len
-        for fixed, fixed_len, nonempty in self.steps:
-            end = piece.find(b'"', pos)
-            if end > pos and piece[end - 1] == 0x5C:  # a backslash: maybe an escaped quote
-                end = _string_end(piece, pos, n)
-            if end < 0 or (nonempty and end == pos) or not piece.startswith(fixed, end):
-                return False
-            pos = end + fixed_len
-        return pos == n
-
-    @classmethod
-    def learn(cls, data: bytes, obj: dict[str, Any], max_bytes: int) -> _Template | None:
-        """A template from a parsed chunk, or None when it is not a plain output chunk.
-
-        Every `"content"`, `"arguments"` or `"obfuscation"` string becomes variable, wherever it
-        sits: `_apply` reads such a string only as a delta's (or message's) content and only for
-        being non-empty, so a "content" string must stay non-empty and the others may be
-        anything. (A regex hit is a real key and value here: its closing quote is unescaped and
-        followed by a colon, and the chunk parsed as JSON.)
-        """
-        if len(data) > max_bytes or b"\n" in data or b"\r" in data:
-            return None
-        scratch = Observation()
-        deltas = _apply(scratch, obj)
-        if not deltas or scratch != Observation(choices_seen=scratch.choices_seen):
-            return None
-        fixed: list[bytes] = []
-        nonempty: list[bool] = []
-        cursor = 0
-        for key, start, end in _string_spans(data):
-            fixed.append(data[cursor:start])
-            nonempty.append(key == b"content")
-            cursor = end
-        fixed.append(data[cursor:])
-        return cls(fixed, nonempty, deltas)
-
-
-def _string_spans(data: bytes) -> list[tuple[bytes, int, int]]:
-    """(key, start, end) of the string bodies following the variable keys, in order. No match
-    can start inside an earlier body: a quote in a body is escaped, so `content"` cannot end
-    there."""
-    spans: list[tuple[bytes, int, int]] = []
-    for match in _VARIABLE_KEY.finditer(data):
-        end = _string_end(data, match.end(), len(data))
-        if end < 0:
-            break
-        spans.append((match.group(1), match.end(), end))
-    return spans
-
-
-def _string_end(buf: bytes, start: int, stop: int) -> int:
-    """Offset of the quote closing the JSON string body that starts at `start`, or -1."""
-    end = buf.find(b'"', start, stop)
-    while end > start and buf[end - 1] == 0x5C:
-        run = end - 1
-        while run > start and buf[run - 1] == 0x5C:
-            run -= 1
-        if (end - run) % 2 == 0:  # an even run of backslashes escapes itself, not the quote
-            break
-        end = buf.find(b'"', end + 1, stop)
-    return end
+def _is_plain(obj: dict[str, Any]) -> bool:
+    """Is a chunk's only effect output on its choices? Only such a chunk can be a template:
+    one of its shape must mean the same whatever its variable strings say."""
+    scratch = Observation()
+    _apply(scratch, obj)
+    return scratch == Observation(choices_seen=scratch.choices_seen)
 
 
 def _apply(obs: Observation, obj: dict[str, Any]) -> int:

@@ -104,6 +104,28 @@ class SSEDecoder:
         """True between events: nothing is held, so the next byte opens a new event."""
         return not (self._buf or self._fresh or self._cr or self._skipping)
 
+    def pending_end(self, chunk: bytes) -> int:
+        """How much of `chunk` the decoder needs to finish the event it holds: feeding it just
+        `chunk[:k]` dispatches that event and leaves the decoder idle. 0 when idle. -1 when
+        `chunk` does not finish the event, or in the rare states that `_prepare` handles
+        (stream start, a "\\r" at the end of the last piece, skipping an oversized event) or
+        when a "\\r" comes before the end: then the simple answer may be wrong."""
+        if self._fresh or self._cr or self._skipping:
+            return -1
+        if not self._buf:
+            return 0
+        # buf holds no b"\n\n", so the first one ends at most one byte into chunk...
+        if chunk and chunk[0] == _LF and self._buf[-1] == _LF:
+            return 1
+        # ...or lies wholly in it. Looked for by its first "\n": a one-byte find is a memchr.
+        n = len(chunk)
+        end = chunk.find(b"\n")
+        while 0 <= end < n - 1 and chunk[end + 1] != _LF:
+            end = chunk.find(b"\n", end + 2)
+        if not 0 <= end < n - 1 or chunk.find(b"\r", 0, end) >= 0:
+            return -1
+        return end + 2
+
     def flush(self) -> list[SSEEvent]:
         """End of stream. An event without its closing blank line is not dispatched (per the
         spec), so this always returns [] and just resets the decoder for reuse."""

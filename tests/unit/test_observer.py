@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import itertools
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy import templates
 from proxy.observer import (
     Observation,
     StreamObserver,
@@ -343,6 +345,198 @@ def test_fast_path_learns_tool_call_argument_chunks(monkeypatch: pytest.MonkeyPa
     obs = observe(pieces)
     assert obs.content_events == len(args)
     assert calls[0] <= 3
+
+
+# --- pieces holding many events ------------------------------------------------------------
+# Under load one upstream read carries many events and may end mid-event; the observer walks
+# such a piece in place. Whatever the split, it must see what the decoder sees.
+
+BOUNDARY = re.compile(rb"\r?\n\r?\n")
+
+
+def by_events(data: bytes, per_piece: int, shift: int = 0) -> list[bytes]:
+    """Pieces of `per_piece` events each, every cut moved `shift` bytes from an event's end."""
+    ends = [m.end() for m in BOUNDARY.finditer(data)][per_piece - 1 :: per_piece]
+    return split_at(data, [min(max(end + shift, 0), len(data)) for end in ends])
+
+
+def check_splits(data: bytes, **kwargs: Any) -> Observation:
+    """Every way of cutting `data` tried here observes what the decoder-only full parse of it
+    whole does; returns that observation."""
+    expected = untimed(observe([data], fast_path=False, **kwargs))
+    assert untimed(observe([data], **kwargs)) == expected
+    for per_piece in (1, 2, 3, 5, 1000):
+        for shift in (-2, -1, 0, 1, 2, 9, 150):
+            pieces = by_events(data, per_piece, shift)
+            assert untimed(observe(pieces, **kwargs)) == expected, (per_piece, shift)
+    assert untimed(observe((data[i : i + 1] for i in range(len(data))), **kwargs)) == expected
+    for cut in range(len(data) + 1):
+        assert untimed(observe([data[:cut], data[cut:]], **kwargs)) == expected, cut
+    return expected
+
+
+def annotation_chunk(index: int) -> bytes:
+    """An async-filter verdict on a choice: no delta, so no output."""
+    verdict = {"hate": {"filtered": False, "severity": "safe"}}
+    offsets = {"check_offset": 1, "start_offset": 1, "end_offset": 9}
+    body = {"choices": [{"content_filter_offsets": offsets, "content_filter_results": verdict,
+                         "finish_reason": None, "index": index}], "id": "", "object": ""}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+USAGE_CHUNK = b'{"choices":[],"id":"x","usage":{"prompt_tokens":9,"completion_tokens":7}}'
+
+
+def mixed_stream() -> bytes:
+    """Template hits mixed with every kind of miss, all "\\n"-framed."""
+    hits = [azure_chunk(f"w{i}", "o" * (i % 5)) for i in range(6)]
+    lines = azure_chunk("split", "zz").split(b',"finish_reason"')
+    return b"".join(
+        [
+            *frame([azure_chunk(""), *hits[:3]]),  # no output, then three hits
+            b": keep-alive\n\n",
+            *frame([azure_chunk("one", index=1), azure_chunk("two", "q", index=1)]),
+            b"\n\n\n",  # stray blank lines between events
+            *frame([annotation_chunk(0), hits[3], azure_chunk('esc \\" \\\\', "\\\\")]),
+            b"event: chunk\ndata: " + hits[4] + b"\n\n",  # named: two lines
+            b"data: " + lines[0] + b'\ndata: ,"finish_reason"' + lines[1] + b"\n\n",
+            b"data:" + hits[5] + b"\n\n",  # no space after the colon
+            *frame([USAGE_CHUNK, b"not json", azure_chunk("x", "y"), azure_chunk("end")]),
+            b"data: " + hits[0] + b"\n: a comment line inside an event\n\n",
+            *frame([azure_chunk("f", finish_reason="stop"), azure_chunk("g", index=1)]),
+            *frame([b"[DONE]", azure_chunk("after done")]),
+        ]
+    )
+
+
+def test_many_events_per_piece_with_template_hits_and_misses() -> None:
+    obs = check_splits(mixed_stream())
+    assert (obs.content_events, obs.events, obs.parse_errors) == (15, 21, 1)
+    assert obs.usage == Usage(prompt_tokens=9, completion_tokens=7)
+    assert (obs.done, obs.finish_reasons) == (True, {0: "stop"})
+
+
+def test_many_events_per_piece_with_crlf_and_mixed_line_ends() -> None:
+    data = mixed_stream()
+    expected = check_splits(data)
+    assert check_splits(data.replace(b"\n", b"\r\n")) == expected
+    # Every other event "\r\n"-framed: pieces with and without "\r" alternate.
+    events = data.split(b"\n\n")
+    mixed = b"".join(
+        e + b"\n\n" if i % 2 else e.replace(b"\n", b"\r\n") + b"\r\n\r\n"
+        for i, e in enumerate(events[:-1])
+    )
+    assert check_splits(mixed) == untimed(observe([mixed], fast_path=False))
+
+
+def test_oversized_event_in_a_many_event_piece() -> None:
+    hits = frame(azure_chunk(f"w{i}", "o" * i) for i in range(8))
+    big = frame([azure_chunk("x" * 300)])[0]  # the template's shape, over the limit
+    big_lines = b"data: " + azure_chunk("y" * 300) + b"\ndata: \n\n"
+    data = b"".join([*hits[:3], big, *hits[3:5], big_lines, *hits[5:]])
+    obs = check_splits(data, max_event_bytes=600)
+    assert (obs.oversized_events, obs.content_events, obs.events) == (2, 8, 8)
+
+
+def test_usage_chunk_amid_content_chunks_in_one_piece() -> None:
+    chunks = [azure_chunk(f"w{i}") for i in range(6)]
+    data = b"".join(frame([*chunks[:3], USAGE_CHUNK, *chunks[3:]]))
+    obs = check_splits(data)
+    assert (obs.usage, obs.content_events) == (Usage(prompt_tokens=9, completion_tokens=7), 6)
+
+
+def test_pieces_cut_mid_event_use_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_json_loads(monkeypatch)
+    data = b"".join(frame(azure_chunk(f"w{i}", "o" * (i % 7)) for i in range(99)))
+    obs = observe(by_events(data, 4, shift=-150))
+    assert (obs.content_events, obs.events) == (99, 99)
+    assert calls[0] <= 3
+
+
+def test_line_break_inside_a_string_of_a_multi_line_event_is_the_same_for_any_split() -> None:
+    # The decoder joins the two data lines with "\n", inside the content string: a template
+    # matches the joined data as it always did (raw control bytes in strings go unchecked), and
+    # the walk, which matches one-line events only, must leave the event to the decoder.
+    learned = frame([azure_chunk("a"), azure_chunk("b")])
+    head, tail = azure_chunk("c|d").split(b"|")
+    data = b"".join([*learned, b"data: " + head + b"\ndata: " + tail + b"\n\n", *learned])
+    whole = untimed(observe([data]))
+    assert whole.content_events == 5
+    # Not a data line after the break: the decoder's data is cut short, a parse error.
+    other = data.replace(b"\ndata: " + tail, b"\nevent: " + tail)
+    assert check_splits(other).parse_errors == 1
+    for per_piece in (1, 2, 3):
+        for shift in (-3, 0, 2):
+            assert untimed(observe(by_events(data, per_piece, shift))) == whole
+    for cut in range(len(data) + 1):
+        assert untimed(observe([data[:cut], data[cut:]])) == whole, cut
+
+
+def test_templates_compile_only_once_a_chunk_opens_like_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compiled: list[Any] = []
+    real = templates._pattern
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        compiled.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(templates, "_pattern", counting)
+    # Every chunk with a verdict block of its own: templates are learned, never compiled.
+    verdicts = [{"hate": {"filtered": False, "severity": "s" * i}} for i in range(20)]
+    pieces = frame(azure_chunk(f"w{i}", content_filter_results=v) for i, v in enumerate(verdicts))
+    assert observe(pieces).content_events == 20
+    assert compiled == []
+    assert observe(frame(azure_chunk(f"w{i}") for i in range(5))).content_events == 5
+    assert compiled
+
+
+SPECIAL_EVENTS = [
+    b": comment\n\n",
+    b"\n",
+    b"data: [DONE]\n\n",
+    b"data: not json\n\n",
+    b'data: {"error":{"code":"boom"}}\n\n',
+    b"data: " + USAGE_CHUNK + b"\n\n",
+    b"data: " + annotation_chunk(1) + b"\n\n",
+    b"data: " + azure_chunk("s", finish_reason="length") + b"\n\n",
+    b"data: " + azure_chunk("x" * 300) + b"\n\n",  # oversized at 600
+    b"event: e\ndata: " + azure_chunk("named") + b"\n\n",
+    b"data:" + azure_chunk("tight") + b"\n\n",
+    b"data: " + azure_chunk("two").replace(b',"finish_reason"', b'\ndata: ,"finish_reason"')
+    + b"\n\n",
+    b"data: " + azure_chunk("br|ok").replace(b"|", b"\nevent: ") + b"\n\n",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.builds(
+                    lambda content, obf, index: b"data: " + azure_chunk(content, obf, index)
+                    + b"\n\n",
+                    st.text(max_size=8),
+                    st.text(alphabet="abcXYZ019", max_size=6),
+                    st.integers(0, 1),
+                ),
+                st.sampled_from(SPECIAL_EVENTS),
+            ),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=30),
+)
+def test_any_mix_of_events_any_split(events: list[tuple[bytes, bool]], cuts: list[int]) -> None:
+    data = b"".join(e.replace(b"\n", b"\r\n") if crlf else e for e, crlf in events)
+    pieces = split_at(data, [cut % (len(data) + 1) for cut in cuts])
+    expected = untimed(observe([data], fast_path=False, max_event_bytes=600))
+    assert untimed(observe(pieces, max_event_bytes=600)) == expected
+    assert untimed(observe([data], max_event_bytes=600)) == expected
 
 
 # --- malformed input --------------------------------------------------------------------------

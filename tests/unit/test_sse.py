@@ -196,6 +196,47 @@ def test_event_exactly_at_the_limit_is_kept() -> None:
     assert decode([event + b"x\n\n"], max_event_bytes=64) == []
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_line, st.sampled_from([b"\n", b"\n", b"\r\n", b"\r"])), max_size=30),
+    st.lists(st.integers(min_value=0, max_value=1 << 12), max_size=6),
+    st.booleans(),
+)
+def test_pending_end_finishes_exactly_the_held_event(
+    lines: list[tuple[bytes, bytes]], cuts: list[int], bom: bool
+) -> None:
+    stream = (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + eol for line, eol in lines)
+    decoder = SSEDecoder(max_event_bytes=40)
+    events: list[SSEEvent] = []
+    for piece in split_at(stream, [cut % (len(stream) + 1) for cut in cuts]):
+        end = decoder.pending_end(piece)
+        if end > 0:
+            held = decoder.feed(piece[:end])
+            assert decoder.idle
+            assert len(held) <= 1  # just the event that was held, if it had a data line
+            events += held
+            piece = piece[end:]
+        elif end == 0:
+            assert decoder.idle
+        events += decoder.feed(piece)
+    assert events == decode([stream], max_event_bytes=40)
+
+
+def test_pending_end_cases() -> None:
+    decoder = SSEDecoder()
+    assert decoder.pending_end(b"data: a\n\n") == -1  # stream start: a BOM may be pending
+    assert decoder.feed(b"data: a\n\ndata: b") == [SSEEvent(b"a")]
+    assert decoder.pending_end(b"c\ndata: d\n\ndata: e\n\n") == 11
+    assert decoder.pending_end(b"c\ndata: d\n") == -1
+    assert decoder.pending_end(b"c\r\n\r\n") == -1  # a "\r" first: not the simple case
+    assert decoder.feed(b"\n") == []
+    assert decoder.pending_end(b"\ndata: x\n\n") == 1  # the blank line straddles the pieces
+    assert decoder.feed(b"\n") == [SSEEvent(b"b")]
+    assert decoder.idle
+    assert decoder.pending_end(b"data: x\n\n") == 0
+
+
+
 # --- UsageChunkStripper --------------------------------------------------------------------
 
 
@@ -281,6 +322,39 @@ def test_stripper_keeps_prompt_annotation_and_look_alikes() -> None:
     ]
     stream = b"".join(keep)
     assert strip([stream]) == stream
+
+
+def test_stripper_on_pieces_of_many_events() -> None:
+    # include_usage puts `"usage":null` on every chunk; the usage-only chunk may sit anywhere
+    # in a piece of many events, cut anywhere.
+    chunk = b'data: {"choices":[{"delta":{"content":"%d"},"index":0}],"usage":null}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}\n\n'
+    events = [chunk % i for i in range(12)]
+    stream = b"".join([*events[:7], usage, *events[7:]])
+    expected = b"".join(events)
+    for size in (1, 3, 5, 13):
+        for shift in (-3, 0, 7):
+            cuts = [min(max(i * len(events[0]) + shift, 0), len(stream))
+                    for i in range(size, len(events) + 1, size)]
+            assert strip(split_at(stream, cuts)) == expected, (size, shift)
+    for cut in range(len(stream) + 1):
+        assert strip([stream[:cut], stream[cut:]]) == expected, cut
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b'data: "usage"usage":null\n\n',  # overlapping look-alikes: counted once, not twice
+        b'data: "usage"usage":{}\n\n',
+        b'data: x"usage"usage"usage":null}\n\n',
+        b'data: {"usage":null,"u":"\\"usage\\":{"}\n\n',
+    ],
+)
+def test_stripper_finds_the_usage_chunk_beside_look_alikes(odd: bytes) -> None:
+    chunk = b'data: {"choices":[{"delta":{"content":"a"},"index":0}],"usage":null}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n'
+    assert strip([chunk + odd + chunk + usage + chunk]) == chunk + odd + chunk + chunk
+    assert strip([odd + chunk + odd]) == odd + chunk + odd
 
 
 def test_stripper_tolerates_whitespace_and_named_events() -> None:

@@ -1,0 +1,147 @@
+"""Byte templates of a stream's ordinary content chunks: the observer's fast path.
+
+After one content chunk has been parsed in full, its bytes are kept as a template with the
+strings that vary from chunk to chunk (`delta.content`, tool-call `arguments`, `obfuscation`) cut
+out. A later chunk whose bytes equal the template outside those strings is, by construction, the
+same JSON with other string values, so it means the same thing and is counted without parsing.
+
+A template is `F0 S1 F1 ... Sk Fk`: the F are the fixed texts, each S the body of a JSON string
+(between its quotes). It is checked with one regular expression that finds where each body ends
+and captures the fixed texts, which are then compared with the learned ones in one go. The
+fixed texts are captured as `(.{length})`, which the `re` engine skips in constant time, rather
+than spelled out, which it would compare byte by byte: most of a chunk is fixed text, and the
+engine's per-byte cost is what this saves. (The pattern thus depends only on the lengths, so
+streams of one deployment share compiled patterns.)
+
+The string bodies are not validated: a malformed escape or a raw control byte inside one is
+counted as output rather than as a parse error.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Final
+
+__all__ = ["Template"]
+
+# A key whose string value may vary between chunks of the same shape.
+_VARIABLE_KEY: Final = re.compile(rb'"(content|arguments|obfuscation)"[ \t\r\n]*:[ \t\r\n]*"')
+# A JSON string body up to its closing quote: a quote preceded by an odd run of backslashes is
+# escaped, so the body goes on. Possessive: a body never gives back bytes, so a match cannot end
+# a body early at an escaped quote to make a look-alike chunk fit.
+_BODY: Final = rb'[^"\\]*+(?:\\.[^"\\]*+)*+'
+# The same within one line: an event whose data runs over several lines is left to the decoder.
+_LINE_BODY: Final = rb'[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+'
+_NONEMPTY: Final = rb'(?!")'
+
+Matcher = Callable[..., re.Match[bytes] | None]
+
+
+class Template:
+    """A fully parsed plain content chunk with its variable strings cut out."""
+
+    __slots__ = ("_shape", "deltas", "event", "fixed", "payload")
+
+    def __init__(self, fixed: tuple[bytes, ...], nonempty: tuple[bool, ...], deltas: int) -> None:
+        self.fixed = fixed
+        self.deltas = deltas
+        """Choice deltas with output in a matching chunk."""
+        self._shape = (tuple(map(len, fixed)), nonempty)
+        # Either matcher finds where each body ends and captures the fixed texts; a match
+        # counts when those equal `fixed` (`m is not None and m.groups() == fixed`). Until a
+        # chunk opens like this one, they are stand-ins that compile the real ones on that
+        # chunk: compiling takes re's parser some hundred microseconds, and a stream whose
+        # chunks all differ (in their verdicts, say) would otherwise pay it for nothing.
+        self.payload: Matcher = self._first_payload
+        """(data) -> match: an event's data (its `data:` lines joined), as dispatched."""
+        self.event: Matcher = self._first_event
+        """(buf, pos, endpos) -> match: a whole one-line `data: ...\\n\\n` event at pos, ending
+        by endpos. Where the SSE decoder would start an event at pos and no "\\r" splits lines,
+        it matches exactly when the decoder would dispatch `buf[pos + 6 : end - 2]` as it
+        stands (an event within the size limit that endpos sets) and `payload` would match
+        that: the fixed texts hold no line break, nor may a body here, so the match ends at the
+        first "\\n\\n"."""
+
+    def _first_payload(self, data: bytes) -> re.Match[bytes] | None:
+        if not data.startswith(self.fixed[0]):
+            return None  # as the real matcher, whose first group would differ
+        self._compile()
+        return self.payload(data)
+
+    def _first_event(
+        self, buf: bytes, pos: int = 0, endpos: int = sys.maxsize
+    ) -> re.Match[bytes] | None:
+        if not buf.startswith(b"data: " + self.fixed[0], pos, endpos):
+            return None
+        self._compile()
+        return self.event(buf, pos, endpos)
+
+    def _compile(self) -> None:
+        self.payload = _pattern(*self._shape, line=False).fullmatch
+        self.event = _pattern(*self._shape, line=True).match
+
+    @classmethod
+    def learn(cls, data: bytes, deltas: int, max_bytes: int) -> Template | None:
+        """A template from a chunk that parsed to a JSON object with no effect but `deltas`
+        choice deltas with output; None when it is too big or not on one line.
+
+        Every `"content"`, `"arguments"` or `"obfuscation"` string becomes variable, wherever it
+        sits: the observer reads such a string only as a delta's (or message's) content and only
+        for being non-empty, so a "content" string must stay non-empty and the others may be
+        anything. (A regex hit is a real key and value here: its closing quote is unescaped and
+        followed by a colon, and the chunk parsed as JSON.)
+        """
+        if len(data) > max_bytes or b"\n" in data or b"\r" in data:
+            return None
+        fixed: list[bytes] = []
+        nonempty: list[bool] = []
+        cursor = 0
+        for key, start, end in _string_spans(data):
+            fixed.append(data[cursor:start])
+            nonempty.append(key == b"content")
+            cursor = end
+        fixed.append(data[cursor:])
+        return cls(tuple(fixed), tuple(nonempty), deltas)
+
+
+@lru_cache(maxsize=64)
+def _pattern(
+    lengths: tuple[int, ...], nonempty: tuple[bool, ...], *, line: bool
+) -> re.Pattern[bytes]:
+    """`(F0) S1 (F1) ... Sk (Fk)` by the lengths of the fixed texts; `line`: as a whole
+    one-line event (`data: ` before, the blank line after, no line break in a body)."""
+    body = _LINE_BODY if line else _BODY
+    parts = [b"data: " if line else b"", b"(.{%d})" % lengths[0]]
+    for length, must in zip(lengths[1:], nonempty, strict=True):
+        parts += [_NONEMPTY if must else b"", body, b"(.{%d})" % length]
+    parts.append(b"\n\n" if line else b"")
+    return re.compile(b"".join(parts), re.DOTALL)
+
+
+def _string_spans(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(key, start, end) of the string bodies following the variable keys, in order. No match
+    can start inside an earlier body: a quote in a body is escaped, so `content"` cannot end
+    there."""
+    spans: list[tuple[bytes, int, int]] = []
+    for match in _VARIABLE_KEY.finditer(data):
+        end = _string_end(data, match.end(), len(data))
+        if end < 0:
+            break
+        spans.append((match.group(1), match.end(), end))
+    return spans
+
+
+def _string_end(buf: bytes, start: int, stop: int) -> int:
+    """Offset of the quote closing the JSON string body that starts at `start`, or -1."""
+    end = buf.find(b'"', start, stop)
+    while end > start and buf[end - 1] == 0x5C:
+        run = end - 1
+        while run > start and buf[run - 1] == 0x5C:
+            run -= 1
+        if (end - run) % 2 == 0:  # an even run of backslashes escapes itself, not the quote
+            break
+        end = buf.find(b'"', end + 1, stop)
+    return end
