@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .app import REGISTRY, create_admin_app, create_app
 from .config import Config
-from .gc_tuning import tune_for_serving
 from .lifecycle import Lifecycle
+from .process_tuning import tune_for_serving
 
 log = logging.getLogger("aoai_stream_proxy")
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..gc_tuning import tune_for_serving
+from ..process_tuning import tune_for_serving
 from .chat import chat_completions
 from .checks import admit
 from .config import SimulatorConfig
