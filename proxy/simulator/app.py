@@ -10,7 +10,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..process_tuning import tune_for_serving
 from .chat import chat_completions
 from .checks import admit
 from .config import SimulatorConfig
@@ -51,7 +50,6 @@ async def serve_simulator(host: str, port: int, config: SimulatorConfig) -> None
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
-        tune_for_serving()
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
