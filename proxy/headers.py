@@ -30,18 +30,14 @@ _CONTENT_LENGTH = hdrs.CONTENT_LENGTH.lower()
 _CREDENTIALS = frozenset({API_KEY, hdrs.AUTHORIZATION.lower()})
 
 
-def _skip_set(*extra: frozenset[str]) -> frozenset[str]:
-    return HOP_BY_HOP.union(*extra)
-
-
 # Every request and response picks one of these, so the sets are built once, not per message.
 _REQUEST_SKIP: Final = {
-    (keep_length, own_key): _skip_set(
+    (keep_length, own_key): HOP_BY_HOP.union(
         frozenset({_HOST}), frozenset() if keep_length else frozenset({_CONTENT_LENGTH}),
         _CREDENTIALS if own_key else frozenset())
     for keep_length in (False, True) for own_key in (False, True)
 }
-_STREAM_RESPONSE_SKIP: Final = _skip_set(frozenset({_CONTENT_LENGTH}))
+_STREAM_RESPONSE_SKIP: Final = HOP_BY_HOP | {_CONTENT_LENGTH}
 
 
 def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
