@@ -75,7 +75,7 @@ async def s1_latency(target: Running, sizes: Sizes) -> Result:
         with Meter(target) as meter:
             for _ in range(sizes.s1_rounds):
                 records = await stream_many(session, urls, header, timeout=60, batch=1,
-                                            batch_interval=first / len(urls), stamped=True)
+                                            batch_interval=first / len(urls))
                 for is_control, record in zip(order, records, strict=True):
                     (control if is_control else mine).append(record)
     ours, theirs = latency(mine), latency(control)

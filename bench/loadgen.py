@@ -25,15 +25,16 @@ PLAIN_BODY = json.dumps({"messages": _MESSAGES}).encode()
 _CONTENT = b'"delta":{"content":"'
 _DONE = b"data: [DONE]"
 _STAMP = b'"obfuscation":"'
+_STAMP_OPTION = "; stamp=1"
 clock: Callable[[], float] = time.monotonic
 """Seconds of CLOCK_MONOTONIC; must stay the clock of the simulator's stamps (`stamp=1`)."""
 
 
 def simulator_header(tokens: int, first_token_ms: float = 0, gap_ms: float = 0, *,
                      stamp: bool = False) -> str:
-    """`stamp`: every chunk's `obfuscation` is its send time (read with `stamped=True`)."""
+    """`stamp`: every chunk's `obfuscation` is its send time (read into `sent_times`)."""
     header = f"tokens={tokens}; first_token_delay_ms={first_token_ms:g}; token_delay_ms={gap_ms:g}"
-    return header + "; stamp=1" if stamp else header
+    return header + _STAMP_OPTION if stamp else header
 
 
 def headers(simulator: str) -> dict[str, str]:
@@ -85,9 +86,10 @@ class Opened:
 
 
 async def stream_once(session: aiohttp.ClientSession, url: str, simulator: str,
-                      record: StreamRecord, opened: Opened | None = None, *,
-                      stamped: bool = False) -> None:
-    """`stamped`: the stream was asked for send-time stamps; read them into `sent_times`."""
+                      record: StreamRecord, opened: Opened | None = None) -> None:
+    """A stream whose `simulator` header asks for send-time stamps has them read into
+    `sent_times`."""
+    stamped = _STAMP_OPTION in simulator
     record.start = clock()
     try:
         async with session.post(url + CHAT_PATH, data=STREAM_BODY,
@@ -137,11 +139,9 @@ def _read_stamp(event: bytes, at: int, sent: list[float], record: StreamRecord) 
 
 async def stream_many(session: aiohttp.ClientSession, urls: Sequence[str], simulator: str, *,
                       timeout: float, batch: int = 0, batch_interval: float = 0.0,
-                      opened: Opened | None = None, stamped: bool = False
-                      ) -> list[StreamRecord]:
+                      opened: Opened | None = None) -> list[StreamRecord]:
     """One concurrent stream per entry of `urls` (base URLs), bounded in time; started `batch`
-    at a time, `batch_interval` apart, when `batch` > 0. `stamped`: `simulator` asks for
-    send-time stamps (`simulator_header(..., stamp=True)`); they go to `sent_times`.
+    at a time, `batch_interval` apart, when `batch` > 0.
 
     Streams still open at `timeout` are cancelled and stay incomplete in the records.
     """
@@ -153,7 +153,7 @@ async def stream_many(session: aiohttp.ClientSession, urls: Sequence[str], simul
                 if batch and index and index % batch == 0:
                     await asyncio.sleep(batch_interval)
                 tasks.append(asyncio.create_task(
-                    stream_once(session, url, simulator, record, opened, stamped=stamped)))
+                    stream_once(session, url, simulator, record, opened)))
             await asyncio.gather(*tasks)
     except TimeoutError:
         for record in records:
