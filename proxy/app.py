@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from . import receive_buffer
 from .accesslog import access_logger
 from .config import Config, UpstreamConfig
 from .errors import azure_error
@@ -116,7 +117,7 @@ def _client_session(config: Config) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         # No connection cap: every concurrent stream needs its own upstream connection, and a
         # pool limit would silently queue streams behind each other.
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        connector=receive_buffer.connector(limit=0, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.connect,
                                       sock_connect=timeouts.connect, sock_read=timeouts.idle),
         # What is forwarded must match the headers forwarded: never decompress.

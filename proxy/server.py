@@ -18,7 +18,7 @@ import signal
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from . import __version__
+from . import __version__, receive_buffer
 from .app import REGISTRY, create_admin_app, create_app
 from .config import Config
 from .lifecycle import Lifecycle
@@ -38,7 +38,7 @@ async def start(app: web.Application, host: str, port: int, *, reuse_port: bool 
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=shutdown_timeout, keepalive_timeout=client_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    site = receive_buffer.TCPSite(runner, host, port, reuse_port=reuse_port)
     await site.start()
     return runner, runner.addresses[0][1]
 
