@@ -73,6 +73,10 @@ async def send(
         raise UpstreamError(ERROR_TIMEOUT, "no response from the upstream in time") from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamError(ERROR_TIMEOUT, "no response from the upstream in time") from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise UpstreamError(ERROR_CONNECT, _certificate_problem(url, exc)) from exc
+    except aiohttp.ClientSSLError as exc:
+        raise UpstreamError(ERROR_CONNECT, f"the TLS handshake with {url.host} failed") from exc
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamError(ERROR_CONNECT, f"cannot connect to {url.host}") from exc
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
@@ -85,6 +89,14 @@ async def send(
         response.close()
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid status")
     return response
+
+
+def _certificate_problem(url: URL, exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """Names OpenSSL's reason (e.g. "self-signed certificate"), the fix a user needs first."""
+    cause = exc.certificate_error
+    reason = getattr(cause, "verify_message", "") or getattr(cause, "reason", "") or ""
+    detail = f" ({reason})" if reason else ""
+    return f"the TLS certificate of {url.host} could not be verified{detail}"
 
 
 # Headers aiohttp would otherwise invent: the upstream should see only what the client sent.
