@@ -32,8 +32,8 @@ _local = threading.local()
 
 
 def _buffer() -> memoryview:
-    # Per thread, because a read releases the GIL between filling the buffer and copying
-    # out of it; one event loop runs in a thread, so one buffer per thread is enough.
+    # Per thread: the buffer is filled with the GIL released, so event loops in two threads
+    # must not share one. Within a loop, each read is copied out before the next begins.
     try:
         view: memoryview = _local.view
     except AttributeError:
