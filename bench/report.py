@@ -92,6 +92,35 @@ def _ratio_check(results: Results, scenario: str, key: str, criterion: str, limi
                  _disturbed(results, scenario, "proxy", "bare"))
 
 
+def limits(results: Results, found: list[dict[str, Any]]) -> list[str]:
+    """For each throughput or CPU target missed: the measured gap and what set the pace."""
+    lines = []
+    for check in found:
+        if check["verdict"] != "GAP" or check["scenario"] not in _PER_UNIT:
+            continue
+        scenario = check["scenario"]
+        key, unit = _PER_UNIT[scenario]
+        proxy, bare = (results.get(scenario, {}).get(t, {}) for t in ("proxy", "bare"))
+        if not proxy.get(key) or not bare.get(key):
+            continue
+        cost = (f"the proxy spent {proxy[key] / bare[key]:.2f}× bare's CPU per {unit} "
+                f"({proxy[key]:.1f} against {bare[key]:.1f} ms per 1,000)")
+        util = proxy.get("target_cpu_util") or 0.0
+        bare_util = bare.get("target_cpu_util") or 0.0
+        others = ((proxy.get("loadgen_cpu_s") or 0.0) + (proxy.get("simulator_cpu_s") or 0.0)) \
+            / (proxy.get("wall_s") or 1.0)
+        pace = (f"its core was {util:.0%} busy (bare's {bare_util:.0%}), so that cost set its rate"
+                if util >= 0.85 else
+                f"its core was only {util:.0%} busy: the load generator and simulator "
+                f"({others:.0%} of a core) set the pace")
+        lines.append(f"{scenario} {check['criterion']}: {check['value']} (target "
+                     f"{check['limit']}). {cost[0].upper()}{cost[1:]}; {pace}.")
+    return lines
+
+
+_PER_UNIT = {"S2": ("cpu_ms_per_1k_chunks", "chunk"), "S4": ("cpu_ms_per_1k_requests", "request")}
+
+
 def _num(value: Any, digits: int = 2) -> str:
     if value is None:
         return "—"
@@ -210,6 +239,8 @@ def markdown(run: dict[str, Any]) -> str:
         ["scenario", "criterion", "value", "target", "verdict"],
         [[c["scenario"], c["criterion"], c["value"], c["limit"], f"**{c['verdict']}**"]
          for c in run["checks"]]) + [""]
+    gaps = limits(run["results"], run["checks"])
+    lines += ["What limits a missed target:", ""] + [f"- {g}" for g in gaps] + [""] if gaps else []
     units = {"S1": (" (times in ms; event delay = a content chunk's arrival at the client − "
                     "the send time the simulator stamped into it; + = target − the direct "
                     "control streams run with it)"),
