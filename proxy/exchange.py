@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .observer import Observation
+from .semantics import Observation
 
 ERROR_CONNECT = "connect"
 ERROR_TIMEOUT = "timeout"

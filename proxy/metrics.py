@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .exchange import Exchange
-from .observer import Observation, content_filter_events
+from .semantics import Observation, content_filter_events
 
 OTHER_DEPLOYMENT = "other"
 UNKNOWN_CLIENT = "unknown"

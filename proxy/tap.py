@@ -11,7 +11,8 @@ import logging
 from multidict import CIMultiDictProxy
 
 from .headers import is_event_stream
-from .observer import Observation, StreamObserver, observe_json
+from .observer import StreamObserver, observe_json
+from .semantics import Observation
 
 log = logging.getLogger("aoai_stream_proxy")
 _JSON_TYPES = ("application/json", "text/json")

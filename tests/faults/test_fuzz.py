@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from proxy.app import create_app
 from proxy.config import Config, UpstreamConfig
-from proxy.observer import Observation, StreamObserver
+from proxy.observer import StreamObserver
+from proxy.semantics import Observation
 from proxy.server import start
 from tests.faults.faultkit import (
     DONE,

@@ -16,7 +16,7 @@ from yarl import URL
 
 from proxy.config import ClientConfig
 from proxy.metrics import ERROR_TYPES, FINISH_REASONS, INCOMPLETE, TOKEN_TYPES
-from proxy.observer import FILTER_CATEGORIES, OTHER
+from proxy.semantics import FILTER_CATEGORIES, OTHER
 from tests.conftest import DEPLOYMENTS, Running
 from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import RawRequest

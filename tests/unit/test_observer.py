@@ -17,13 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import templates
-from proxy.observer import (
-    Observation,
-    StreamObserver,
-    Usage,
-    content_filter_events,
-    observe_json,
-)
+from proxy.observer import StreamObserver, observe_json
+from proxy.semantics import Observation, Usage, content_filter_events
 
 STREAM_DIR = Path(__file__).parent.parent / "data" / "streams"
 STREAMS = sorted(STREAM_DIR.glob("*.sse"))
