@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from proxy import loadgen
+from proxy import loadgen, traffic_mix
 from proxy.config import ClientConfig
-from proxy.loadgen import DECK_SIZE, SCENARIOS, UNKNOWN_DEPLOYMENT, RequestPlanner, run_loadgen
+from proxy.loadgen import run_loadgen
+from proxy.traffic_mix import DECK_SIZE, SCENARIOS, UNKNOWN_DEPLOYMENT, RequestPlanner
 from tests.conftest import Running
 
 FAST = 0.02
@@ -61,7 +62,7 @@ def test_the_mix_is_realistic_and_well_formed() -> None:
 
 
 def test_the_same_seed_plans_the_same_requests() -> None:
-    def plans(seed: int) -> list[loadgen.PlannedRequest]:
+    def plans(seed: int) -> list[traffic_mix.PlannedRequest]:
         planner = RequestPlanner(["gpt-4o"], seed=seed)
         return [planner.next() for _ in range(DECK_SIZE)]
 
