@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,9 +18,24 @@ from proxy.app import create_app
 from proxy.config import Config, UpstreamConfig
 from proxy.server import start
 from proxy.simulator import EventGate, SimulatorConfig, create_simulator_app
+from tests.faults.faultkit import ProxyProcess, free_port
 
 API_VERSION = "2024-10-21"
 DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")
+SpawnProxy = Callable[..., Awaitable[ProxyProcess]]
+TLS_CERT = Path(__file__).parent / "tls" / "cert.pem"
+"""A self-signed certificate for 127.0.0.1 and localhost, valid to 2126 (key: tls/key.pem)."""
+
+
+def tls_server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS_CERT, TLS_CERT.with_name("key.pem"))
+    return context
+
+
+def tls_client_context() -> ssl.SSLContext:
+    """Trusts `TLS_CERT` (and nothing else)."""
+    return ssl.create_default_context(cafile=str(TLS_CERT))
 
 
 @dataclass
@@ -98,3 +115,30 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def chat_path(deployment: str = "gpt-4o", api_version: str = API_VERSION) -> str:
     return f"/openai/deployments/{deployment}/chat/completions?api-version={api_version}"
+
+
+@pytest.fixture
+async def spawn_proxy(tmp_path: Path) -> AsyncIterator[SpawnProxy]:
+    """Start `python -m proxy --config FILE` processes; stopped (and killed if need be) after.
+
+    Call with the config text produced by `yaml_config(..., port)` and the `port` in it
+    (`port=None` picks a free one and passes it to `config(port)` when config is callable).
+    """
+    started: list[ProxyProcess] = []
+
+    async def _spawn(config: str | Callable[[int], str], *, env: dict[str, str] | None = None,
+                     port: int | None = None, ready: bool = True,
+                     ready_path: str = "/healthz") -> ProxyProcess:
+        port = port if port is not None else free_port()
+        text = config(port) if callable(config) else config
+        path = tmp_path / f"proxy-{len(started)}.yaml"
+        path.write_text(text)
+        process = await ProxyProcess(path, env or {}, port).start()
+        started.append(process)
+        if ready:
+            await process.wait_ready(ready_path)
+        return process
+
+    yield _spawn
+    for process in reversed(started):
+        await process.stop()

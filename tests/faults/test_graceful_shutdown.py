@@ -13,8 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.conftest import Running
-from tests.faults.conftest import SpawnProxy
+from tests.conftest import Running, SpawnProxy
 from tests.faults.faultkit import (
     CHAT_PATH,
     DONE,

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from proxy.config import LimitsConfig, TimeoutsConfig
-from tests.conftest import Running
-from tests.faults.conftest import SpawnProxy, StartRawUpstream
+from tests.conftest import Running, SpawnProxy
+from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import (
     API_VERSION,
     CHAT_PATH,

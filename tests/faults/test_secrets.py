@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from proxy.accesslog import LOGGER_NAME
 from proxy.app import create_app
 from proxy.config import parse_config
-from tests.conftest import Running
-from tests.faults.conftest import SpawnProxy, StartRawUpstream
+from tests.conftest import Running, SpawnProxy
+from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import (
     API_VERSION,
     STREAM_BODY,

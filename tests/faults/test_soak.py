@@ -21,7 +21,8 @@ import pytest
 from proxy.loadgen import LoadgenReport, run_loadgen
 from proxy.server import start
 from proxy.simulator import SimulatorConfig, create_simulator_app
-from tests.faults.conftest import SpawnProxy, StartRawUpstream
+from tests.conftest import SpawnProxy
+from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import (
     API_VERSION,
     STREAM_BODY,

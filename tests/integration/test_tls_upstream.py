@@ -6,54 +6,41 @@ Azure-shaped 502 that says so."""
 from __future__ import annotations
 
 import json
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from proxy.simulator import SimulatorConfig, create_simulator_app
-from tests.conftest import DEPLOYMENTS, Running, chat_path
-from tests.faults.faultkit import ProxyProcess, free_port, yaml_config
+from tests.conftest import (
+    DEPLOYMENTS,
+    TLS_CERT,
+    Running,
+    SpawnProxy,
+    chat_path,
+    tls_client_context,
+    tls_server_context,
+)
+from tests.faults.faultkit import yaml_config
 
-TLS = Path(__file__).parents[1] / "tls"
-CERT = TLS / "cert.pem"
 BODY = {"messages": [{"role": "user", "content": "hi"}], "stream": True,
         "stream_options": {"include_usage": True}}
-
-StartProxy = Callable[[str, dict[str, str]], Awaitable[ProxyProcess]]
 
 
 @pytest.fixture
 async def tls_simulator() -> AsyncIterator[str]:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(CERT, TLS / "key.pem")
     runner = web.AppRunner(create_simulator_app(SimulatorConfig(deployments=DEPLOYMENTS)))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_server_context()).start()
     yield f"https://127.0.0.1:{runner.addresses[0][1]}"
     await runner.cleanup()
 
 
-@pytest.fixture
-async def start_proxy(tmp_path: Path) -> AsyncIterator[StartProxy]:
-    started: list[ProxyProcess] = []
-
-    async def _start(endpoint: str, env: dict[str, str]) -> ProxyProcess:
-        port = free_port()
-        path = tmp_path / f"proxy-{len(started)}.yaml"
-        path.write_text(yaml_config([{"name": "azure", "endpoint": endpoint,
-                                      "deployments": list(DEPLOYMENTS)}], port))
-        process = await ProxyProcess(path, env, port).start()
-        started.append(process)
-        await process.wait_ready()
-        return process
-
-    yield _start
-    for process in started:
-        await process.stop()
+def upstream_at(endpoint: str) -> Callable[[int], str]:
+    """A proxy config for `spawn_proxy`: one upstream at `endpoint`."""
+    return lambda port: yaml_config([{"name": "azure", "endpoint": endpoint,
+                                      "deployments": list(DEPLOYMENTS)}], port)
 
 
 async def post(url: str, **kwargs: object) -> tuple[int, bytes]:
@@ -74,10 +61,9 @@ def contents(stream: bytes) -> list[str]:
 
 
 async def test_a_stream_over_tls_arrives_whole_and_is_counted(
-        tls_simulator: str, start_proxy: StartProxy) -> None:
-    proxy = await start_proxy(tls_simulator, {"SSL_CERT_FILE": str(CERT)})
-    direct_status, direct = await post(tls_simulator, ssl=ssl.create_default_context(
-        cafile=str(CERT)))
+        tls_simulator: str, spawn_proxy: SpawnProxy) -> None:
+    proxy = await spawn_proxy(upstream_at(tls_simulator), env={"SSL_CERT_FILE": str(TLS_CERT)})
+    direct_status, direct = await post(tls_simulator, ssl=tls_client_context())
     status, proxied = await post(proxy.url)
     assert status == direct_status == 200
     assert proxied.endswith(b"data: [DONE]\n\n")
@@ -93,8 +79,8 @@ async def test_a_stream_over_tls_arrives_whole_and_is_counted(
 
 
 async def test_an_unverifiable_certificate_is_a_502_in_azure_shape(
-        tls_simulator: str, start_proxy: StartProxy) -> None:
-    proxy = await start_proxy(tls_simulator, {})  # the test certificate is not trusted
+        tls_simulator: str, spawn_proxy: SpawnProxy) -> None:
+    proxy = await spawn_proxy(upstream_at(tls_simulator))  # the test certificate is untrusted
     status, body = await post(proxy.url)
     assert status == 502
     error = json.loads(body)["error"]
@@ -105,8 +91,8 @@ async def test_an_unverifiable_certificate_is_a_502_in_azure_shape(
 
 
 async def test_an_https_endpoint_that_speaks_plain_http_is_a_502_naming_tls(
-        simulator: Running, start_proxy: StartProxy) -> None:
-    proxy = await start_proxy(simulator.url.replace("http://", "https://"), {})
+        simulator: Running, spawn_proxy: SpawnProxy) -> None:
+    proxy = await spawn_proxy(upstream_at(simulator.url.replace("http://", "https://")))
     status, body = await post(proxy.url)
     assert status == 502
     assert "TLS handshake with 127.0.0.1 failed" in json.loads(body)["error"]["message"], body

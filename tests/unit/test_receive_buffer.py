@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,8 +16,8 @@ from aiohttp import web
 
 from proxy import receive_buffer
 from proxy.server import start
+from tests.conftest import tls_client_context, tls_server_context
 
-TLS = Path(__file__).parent.parent / "tls"
 BODY = os.urandom(3 * receive_buffer.SIZE + 12345)
 """Larger than the buffer, so one body takes several reads that reuse it."""
 
@@ -42,16 +40,6 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counted]:
 
     monkeypatch.setattr(receive_buffer.CopiedReads, "buffer_updated", buffer_updated)
     yield seen
-
-
-def server_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
-    return context
-
-
-def client_context() -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(TLS / "cert.pem"))
 
 
 async def echo(request: web.Request) -> web.StreamResponse:
@@ -83,7 +71,7 @@ async def tls_upstream() -> AsyncIterator[str]:
     app.router.add_post("/echo", echo)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context())
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_server_context())
     await site.start()
     yield f"https://127.0.0.1:{runner.addresses[0][1]}"
     await runner.cleanup()
@@ -114,7 +102,7 @@ async def test_both_sides_read_through_the_buffer_and_lose_no_byte(
 
 async def test_tls_reads_take_the_buffer_too(tls_upstream: str, counted: Counted) -> None:
     # The client side only: the test server here is aiohttp's own TCPSite.
-    await round_trip(tls_upstream, ssl=client_context())
+    await round_trip(tls_upstream, ssl=tls_client_context())
     assert counted.reads >= len(BODY) // receive_buffer.SIZE
 
 
