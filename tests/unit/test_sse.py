@@ -49,8 +49,14 @@ def decode(pieces: Iterable[bytes], max_event_bytes: int = 1 << 20) -> list[SSEE
 
 
 def split_at(data: bytes, cuts: Sequence[int]) -> list[bytes]:
-    bounds = [0, *sorted(cuts), len(data)]
+    """`data` cut at `cuts`, each taken modulo `len(data) + 1`: any integer drawn is a cut."""
+    bounds = [0, *sorted(cut % (len(data) + 1) for cut in cuts), len(data)]
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def joined(lines: Iterable[tuple[bytes, bytes]], bom: bool) -> bytes:
+    """Lines with their own line endings, after a UTF-8 BOM if `bom`."""
+    return (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + eol for line, eol in lines)
 
 
 def strip(pieces: Iterable[bytes]) -> bytes:
@@ -79,7 +85,7 @@ def test_recorded_stream_split_at_every_offset(path: Path) -> None:
 )
 def test_recorded_stream_random_splits(path: Path, cuts: list[int]) -> None:
     stream = path.read_bytes()
-    pieces = split_at(stream, [cut % (len(stream) + 1) for cut in cuts])
+    pieces = split_at(stream, cuts)
     assert decode(pieces) == reference_events(stream)
 
 
@@ -101,8 +107,8 @@ _line = st.one_of(
 def test_any_stream_any_split_matches_reference(
     lines: list[tuple[bytes, bytes]], cuts: list[int], bom: bool
 ) -> None:
-    stream = (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + eol for line, eol in lines)
-    pieces = split_at(stream, [cut % (len(stream) + 1) for cut in cuts])
+    stream = joined(lines, bom)
+    pieces = split_at(stream, cuts)
     assert decode(pieces) == reference_events(stream)
 
 
@@ -205,10 +211,10 @@ def test_event_exactly_at_the_limit_is_kept() -> None:
 def test_pending_end_finishes_exactly_the_held_event(
     lines: list[tuple[bytes, bytes]], cuts: list[int], bom: bool
 ) -> None:
-    stream = (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + eol for line, eol in lines)
+    stream = joined(lines, bom)
     decoder = SSEDecoder(max_event_bytes=40)
     events: list[SSEEvent] = []
-    for piece in split_at(stream, [cut % (len(stream) + 1) for cut in cuts]):
+    for piece in split_at(stream, cuts):
         end = decoder.pending_end(piece)
         if end > 0:
             held = decoder.feed(piece[:end])
@@ -299,7 +305,7 @@ def test_stripper_passes_streams_without_usage_chunk(path: Path) -> None:
 def test_stripper_random_splits(path: Path, cuts: list[int]) -> None:
     stream = path.read_bytes()
     start, end = usage_event_bounds(stream)
-    pieces = split_at(stream, [cut % (len(stream) + 1) for cut in cuts])
+    pieces = split_at(stream, cuts)
     assert strip(pieces) == stream[:start] + stream[end:]
 
 
