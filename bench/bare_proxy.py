@@ -27,7 +27,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from proxy.process_tuning import tune_for_serving
+from proxy.runtime.process_tuning import tune_for_serving
 
 HOP_BY_HOP = frozenset(h.lower() for h in (
     hdrs.CONNECTION, "Keep-Alive", hdrs.PROXY_AUTHENTICATE, hdrs.PROXY_AUTHORIZATION, hdrs.TE,

@@ -35,8 +35,8 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
-from proxy.observer import StreamObserver, observe_json
-from proxy.sse import UsageChunkStripper
+from proxy.observe.observer import StreamObserver, observe_json
+from proxy.observe.sse import UsageChunkStripper
 
 EVENTS = 600  # content chunks per timed pass: a multiple of every piece size below
 PIECE_SIZES = (1, 3, 10, 30)

@@ -10,12 +10,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__, loadgen
-from .app import create_app
-from .config import Config, ConfigError, ListenConfig, UpstreamConfig, load_config
-from .server import serve, start, wait_for_signal
-from .simulator import SimulatorConfig, create_simulator_app
-from .workers import Supervisor, worker_count, worker_registries
+from proxy import __version__
+from proxy.app import create_app
+from proxy.config import Config, ConfigError, ListenConfig, UpstreamConfig, load_config
+from proxy.runtime.server import serve, start, wait_for_signal
+from proxy.runtime.workers import Supervisor, worker_count, worker_registries
+from proxy.simulator import SimulatorConfig, create_simulator_app
+from proxy.traffic import generator as loadgen
 
 log = logging.getLogger("aoai_stream_proxy")
 DEMO_DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")

@@ -15,16 +15,15 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from . import receive_buffer
-from .accesslog import access_logger
-from .config import Config, UpstreamConfig
-from .errors import azure_error
-from .handler import STATE, ProxyState, handle
-from .lifecycle import LIFECYCLE, Lifecycle
-from .metrics import Metrics
-from .simulator import SimulatorConfig, create_simulator_app
-from .usage import RejectionMemory
-from .watchdog import Watchdog, tick_for
+from proxy.config import Config, UpstreamConfig
+from proxy.relay import receive_buffer
+from proxy.relay.errors import azure_error
+from proxy.relay.handler import STATE, ProxyState, handle
+from proxy.relay.usage import RejectionMemory
+from proxy.relay.watchdog import Watchdog, tick_for
+from proxy.runtime.lifecycle import LIFECYCLE, Lifecycle
+from proxy.telemetry.accesslog import access_logger
+from proxy.telemetry.metrics import Metrics
 
 log = logging.getLogger("aoai_stream_proxy")
 
@@ -129,6 +128,9 @@ def _client_session(config: Config) -> aiohttp.ClientSession:
 
 
 async def _start_simulator(upstream: UpstreamConfig) -> tuple[web.AppRunner, str]:
+    # Imported here: a proxy in front of Azure never loads the simulator.
+    from proxy.simulator import SimulatorConfig, create_simulator_app
+
     # The built-in simulator plays a realistic model (first token after 150 ms, then 20 ms
     # per token), so the demo's dashboards show what real streams look like.
     config = SimulatorConfig(deployments=upstream.deployments or SimulatorConfig().deployments,

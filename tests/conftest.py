@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from proxy.app import create_app
 from proxy.config import Config, UpstreamConfig
-from proxy.server import start
+from proxy.runtime.server import start
 from proxy.simulator import EventGate, SimulatorConfig, create_simulator_app
 from tests.faults.faultkit import ProxyProcess, free_port
 

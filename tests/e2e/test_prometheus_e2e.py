@@ -28,7 +28,7 @@ import aiohttp
 import pytest
 import yaml
 
-from proxy.loadgen import run_loadgen
+from proxy.traffic.generator import run_loadgen
 from tests.conftest import Running
 from tests.e2e.conftest import (
     ALERTS,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from proxy.metrics import Metrics
+from proxy.telemetry.metrics import Metrics
 
 pytestmark = pytest.mark.e2e
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from proxy.app import create_app
 from proxy.config import Config, UpstreamConfig
-from proxy.observer import StreamObserver
-from proxy.semantics import Observation
-from proxy.server import start
+from proxy.observe.observer import StreamObserver
+from proxy.observe.semantics import Observation
+from proxy.runtime.server import start
 from tests.faults.faultkit import (
     DONE,
     RawRequest,

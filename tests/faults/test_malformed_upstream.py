@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from proxy.config import LimitsConfig, TimeoutsConfig
-from proxy.observer import StreamObserver
+from proxy.observe.observer import StreamObserver
 from tests.conftest import Running
 from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import (

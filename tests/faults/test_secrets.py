@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.accesslog import LOGGER_NAME
 from proxy.app import create_app
 from proxy.config import parse_config
+from proxy.telemetry.accesslog import LOGGER_NAME
 from tests.conftest import Running, SpawnProxy
 from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import (

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from proxy.loadgen import LoadgenReport, run_loadgen
-from proxy.server import start
+from proxy.runtime.server import start
 from proxy.simulator import SimulatorConfig, create_simulator_app
+from proxy.traffic.generator import LoadgenReport, run_loadgen
 from tests.conftest import SpawnProxy
 from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import (

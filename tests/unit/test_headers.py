@@ -4,7 +4,7 @@ import hashlib
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.headers import (
+from proxy.relay.headers import (
     client_response_headers,
     credential,
     credential_digest,

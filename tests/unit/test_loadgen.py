@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from proxy import loadgen, traffic_mix
 from proxy.config import ClientConfig
-from proxy.loadgen import run_loadgen
-from proxy.traffic_mix import DECK_SIZE, SCENARIOS, UNKNOWN_DEPLOYMENT, RequestPlanner
+from proxy.traffic import generator as loadgen
+from proxy.traffic import mix as traffic_mix
+from proxy.traffic.generator import run_loadgen
+from proxy.traffic.mix import DECK_SIZE, SCENARIOS, UNKNOWN_DEPLOYMENT, RequestPlanner
 from tests.conftest import Running
 
 FAST = 0.02

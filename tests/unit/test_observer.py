@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy import templates
-from proxy.observer import StreamObserver, observe_json
-from proxy.semantics import Observation, Usage, content_filter_events
+from proxy.observe import templates
+from proxy.observe.observer import StreamObserver, observe_json
+from proxy.observe.semantics import Observation, Usage, content_filter_events
 
 STREAM_DIR = Path(__file__).parent.parent / "data" / "streams"
 STREAMS = sorted(STREAM_DIR.glob("*.sse"))

@@ -8,7 +8,7 @@ import sys
 
 PROBE = """
 import gc, json
-from proxy.process_tuning import GEN0_THRESHOLD, tune_for_serving
+from proxy.runtime.process_tuning import GEN0_THRESHOLD, tune_for_serving
 tune_for_serving()
 print(json.dumps({"gen0": gc.get_threshold()[0], "frozen": gc.get_freeze_count(),
                   "expected_gen0": GEN0_THRESHOLD}))

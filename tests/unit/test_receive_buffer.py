@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from proxy import receive_buffer
-from proxy.server import start
+from proxy.relay import receive_buffer
+from proxy.runtime.server import start
 from tests.conftest import tls_client_context, tls_server_context
 
 BODY = os.urandom(3 * receive_buffer.SIZE + 12345)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.sse import SSEDecoder, SSEEvent, UsageChunkStripper
+from proxy.observe.sse import SSEDecoder, SSEEvent, UsageChunkStripper
 
 STREAMS = sorted((Path(__file__).parent.parent / "data" / "streams").glob("*.sse"))
 STREAM_IDS = [path.name for path in STREAMS]

@@ -4,8 +4,8 @@ import json
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy import ratelimit
-from proxy.usage import RejectionMemory, read_intent, rejects_stream_options, with_usage
+from proxy.relay import ratelimit
+from proxy.relay.usage import RejectionMemory, read_intent, rejects_stream_options, with_usage
 
 
 def test_non_stream_body_is_not_parsed_or_changed() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from proxy.watchdog import Watch, Watchdog, tick_for
+from proxy.relay.watchdog import Watch, Watchdog, tick_for
 
 
 async def guarded(dog: Watchdog, arm: Callable[[Watch], None],

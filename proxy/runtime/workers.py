@@ -21,7 +21,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, multiprocess
 
-from .config import Config
+from proxy.config import Config
 
 log = logging.getLogger("aoai_stream_proxy")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -10,9 +10,9 @@ import logging
 
 from multidict import CIMultiDictProxy
 
-from .headers import is_event_stream
-from .observer import StreamObserver, observe_json
-from .semantics import Observation
+from proxy.observe.observer import StreamObserver, observe_json
+from proxy.observe.semantics import Observation
+from proxy.relay.headers import is_event_stream
 
 log = logging.getLogger("aoai_stream_proxy")
 _JSON_TYPES = ("application/json", "text/json")

@@ -12,8 +12,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from .exchange import Exchange
-from .metrics import Metrics
+from proxy.relay.exchange import Exchange
+from proxy.telemetry.metrics import Metrics
 
 LOGGER_NAME = "aoai_stream_proxy.access"
 

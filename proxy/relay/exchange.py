@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .semantics import Observation
+from proxy.observe.semantics import Observation
 
 ERROR_CONNECT = "connect"
 ERROR_TIMEOUT = "timeout"

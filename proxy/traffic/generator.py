@@ -8,7 +8,7 @@ of the dashboard: streams and non-streams, long streams, tool calls, `length` fi
 and prompt content filtering, 429s, 500s, upstream drops and mid-stream error events, unknown
 deployments, clients that hang up mid-stream, and streams with `stream_options.include_usage`.
 Against a real Azure resource the header is ignored and every request is an ordinary (billed)
-completion. The mix itself is `proxy.traffic_mix`.
+completion. The mix itself is `proxy.traffic.mix`.
 
 A run ends at `duration` seconds or after `max_requests` requests, whichever comes first;
 requests still in flight at the deadline are cancelled. No failed request stops the run: every
@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from .traffic_mix import PlannedRequest, RequestPlanner
+from proxy.traffic.mix import PlannedRequest, RequestPlanner
 
 __all__ = [
     "LoadgenReport",

@@ -18,11 +18,12 @@ import signal
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from . import __version__, receive_buffer
-from .app import REGISTRY, create_admin_app, create_app
-from .config import Config
-from .lifecycle import Lifecycle
-from .process_tuning import tune_for_serving
+from proxy import __version__
+from proxy.app import REGISTRY, create_admin_app, create_app
+from proxy.config import Config
+from proxy.relay import receive_buffer
+from proxy.runtime.lifecycle import Lifecycle
+from proxy.runtime.process_tuning import tune_for_serving
 
 log = logging.getLogger("aoai_stream_proxy")
 

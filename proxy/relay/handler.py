@@ -16,19 +16,25 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from . import ratelimit
-from .accesslog import log_access
-from .config import Config, UpstreamConfig
-from .errors import azure_error
-from .exchange import Exchange
-from .forward import UpstreamError, error_response, relay, send
-from .headers import credential_digest, is_event_stream, upstream_request_headers
-from .lifecycle import LIFECYCLE
-from .metrics import OTHER_DEPLOYMENT, UNKNOWN_CLIENT, Metrics
-from .sse import UsageChunkStripper
-from .tap import tap_for
-from .usage import Intent, RejectionMemory, read_intent, rejects_stream_options, with_usage
-from .watchdog import Watchdog
+from proxy.config import Config, UpstreamConfig
+from proxy.observe.sse import UsageChunkStripper
+from proxy.observe.tap import tap_for
+from proxy.relay import ratelimit
+from proxy.relay.errors import azure_error
+from proxy.relay.exchange import Exchange
+from proxy.relay.forward import UpstreamError, error_response, relay, send
+from proxy.relay.headers import credential_digest, is_event_stream, upstream_request_headers
+from proxy.relay.usage import (
+    Intent,
+    RejectionMemory,
+    read_intent,
+    rejects_stream_options,
+    with_usage,
+)
+from proxy.relay.watchdog import Watchdog
+from proxy.runtime.lifecycle import LIFECYCLE
+from proxy.telemetry.accesslog import log_access
+from proxy.telemetry.metrics import OTHER_DEPLOYMENT, UNKNOWN_CLIENT, Metrics
 
 # nginx's code for "client closed request": the client left before any response was sent.
 CLIENT_CLOSED = 499

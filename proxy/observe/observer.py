@@ -12,11 +12,11 @@ a later chunk whose bytes equal the template outside those strings is, by constr
 JSON with other string values, so it means the same thing and is counted without parsing. The
 template is learned from the bytes actually seen, so it follows any key order or whitespace.
 Anything else (first chunks, finish, usage, filter verdicts, errors, a changed verdict block)
-misses every template and is parsed in full. Templates live in `proxy.templates`; the events of
+misses every template and is parsed in full. Templates live in `proxy.observe.templates`; the events of
 a piece are matched where they lie in it, without the decoder's copies (see `_walk`).
 
 What a parsed object means (usage, finish reasons, filter verdicts, errors) is
-`proxy.semantics`; this module decides which bytes to parse and when.
+`proxy.observe.semantics`; this module decides which bytes to parse and when.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from proxy.semantics import Observation, apply_object
-from proxy.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
-from proxy.templates import Template
+from proxy.observe.semantics import Observation, apply_object
+from proxy.observe.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from proxy.observe.templates import Template
 
 __all__ = ["StreamObserver", "observe_json"]
 

@@ -19,10 +19,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .errors import azure_error
-from .exchange import ERROR_CONNECT, ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT, Exchange
-from .headers import client_response_headers, is_event_stream
-from .watchdog import Watch
+from proxy.relay.errors import azure_error
+from proxy.relay.exchange import ERROR_CONNECT, ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT, Exchange
+from proxy.relay.headers import client_response_headers, is_event_stream
+from proxy.relay.watchdog import Watch
 
 
 class Tap(Protocol):

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .exchange import Exchange
-from .semantics import Observation, content_filter_events
+from proxy.observe.semantics import Observation, content_filter_events
+from proxy.relay.exchange import Exchange
 
 OTHER_DEPLOYMENT = "other"
 UNKNOWN_CLIENT = "unknown"
