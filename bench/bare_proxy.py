@@ -3,12 +3,12 @@
 `python3 -m bench.bare_proxy --port 8081 --upstream http://127.0.0.1:8000`
 
 Same client-session settings as proxy/app.py (no pool limit, no decompression, no cookie jar)
-and the same server settings as proxy/server.py (handler cancellation, no access log, the
+and the same server settings as proxy/runtime/server.py (handler cancellation, no access log, the
 garbage-collector tuning), so the difference between the two is what the proxy does per
 request and per piece.
 
 It reads sockets the way aiohttp does by default, `recv(256 KiB)` per read (the proxy reads
-into a reused buffer: proxy/receive_buffer.py). glibc serves that 256 KiB block from the heap
+into a reused buffer: proxy/relay/receive_buffer.py). glibc serves that 256 KiB block from the heap
 or with mmap depending on the process's history (25 us a read apart), so the bare
 pass-through pins malloc's mmap threshold at 1 MiB: every run takes the cheap path, and bare
 is measured at its best.
