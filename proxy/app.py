@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from proxy.config import Config, UpstreamConfig
-from proxy.relay import receive_buffer
+from proxy.relay import cors, receive_buffer
 from proxy.relay.errors import azure_error
 from proxy.relay.handler import STATE, ProxyState, handle
 from proxy.relay.usage import RejectionMemory
@@ -24,6 +24,7 @@ from proxy.relay.watchdog import Watchdog, tick_for
 from proxy.runtime.lifecycle import LIFECYCLE, Lifecycle
 from proxy.telemetry.accesslog import access_logger
 from proxy.telemetry.metrics import Metrics
+from proxy.ui.routes import add_ui_routes
 
 log = logging.getLogger("aoai_stream_proxy")
 
@@ -44,6 +45,9 @@ def create_app(config: Config, registry: CollectorRegistry | None = None, *,
     app.cleanup_ctx.append(_upstream_resources(config, metrics))
     if config.admin is None:
         _add_admin_routes(app, config, exposition or registry, app[LIFECYCLE])
+    cors.install(app, config.cors)
+    if config.ui:
+        add_ui_routes(app, config)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

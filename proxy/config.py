@@ -101,6 +101,22 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True)
+class CorsConfig:
+    """Which browser origins may call the proxy (see `proxy/relay/cors.py` for the rules)."""
+
+    allow_origins: tuple[str, ...] = ()
+    """`scheme://host[:port]` origins, or `*` for any. Empty: CORS handling is off."""
+    allow_headers: tuple[str, ...] = ()
+    """Request headers a page may send, in addition to the built-in ones (lower case)."""
+    max_age: int = 600
+    """Seconds a browser may cache a preflight's answer."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow_origins)
+
+
+@dataclass(frozen=True)
 class Config:
     upstreams: tuple[UpstreamConfig, ...]
     listen: ListenConfig = ListenConfig()
@@ -115,6 +131,9 @@ class Config:
     """Answer 401 to requests whose key matches no configured client."""
     inject_stream_usage: bool = True
     access_log: bool = True
+    cors: CorsConfig = CorsConfig()
+    ui: bool = True
+    """Serve the built-in page at `/` (and its files under `/_proxy/ui/`)."""
     source: str = "<config>"
 
     @property
@@ -192,6 +211,8 @@ class _Reader:
             or False,
             access_log=self.scalar("access_log", section.get("access_log", True), _to_bool)
             or False,
+            cors=self.cors(section.get("cors", {})),
+            ui=self.scalar("ui", section.get("ui", True), _to_bool) is not False,
             source=self.source,
         )
 
@@ -370,9 +391,29 @@ class _Reader:
         return MetricsConfig(path=path or "/metrics", bearer_token=token or None)
 
 
+    def cors(self, raw: Any) -> CorsConfig:
+        section = self.mapping("cors", raw, frozenset({"allow_origins", "allow_headers",
+                                                       "max_age"}))
+        if section is None:
+            return CorsConfig()
+        origins = self.texts("cors.allow_origins", section.get("allow_origins", []), _to_origin)
+        headers = self.texts("cors.allow_headers", section.get("allow_headers", []),
+                             _to_header_name)
+        max_age = self.scalar("cors.max_age", section.get("max_age", 600), _to_max_age)
+        return CorsConfig(allow_origins=origins, allow_headers=headers,
+                          max_age=600 if max_age is None else max_age)
+
+    def texts(self, key: str, raw: Any, convert: Callable[[Any], str]) -> tuple[str, ...]:
+        if not isinstance(raw, list):
+            self.problem(key, f"expected a list, got {_kind(raw)}")
+            return ()
+        values = [self.scalar(f"{key}[{i}]", item, convert) for i, item in enumerate(raw)]
+        return tuple(dict.fromkeys(v for v in values if v is not None))
+
+
 _TOP_KEYS = frozenset({"listen", "upstreams", "clients", "timeouts", "limits", "metrics",
                        "admin", "shutdown", "require_client_auth", "inject_stream_usage",
-                       "access_log"})
+                       "access_log", "cors", "ui"})
 
 
 def _join(key: str, name: object) -> str:
@@ -480,3 +521,38 @@ def _to_route(value: Any) -> str:
     if not text.startswith("/") or text.startswith("/openai"):
         raise ValueError(f"{text!r} must start with / and not be under /openai")
     return text
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _to_origin(value: Any) -> str:
+    """`*` or an origin as browsers send it: scheme://host[:port], nothing after."""
+    text = _to_text(value).strip()
+    if text == "*":
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path \
+            or parts.query or parts.fragment or parts.username or text.endswith("/"):
+        raise ValueError(f"{text!r} is not an origin: write scheme://host[:port] with no path "
+                         "or trailing slash (e.g. https://app.example.com), or \"*\"")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port") from None
+    # Browsers send the scheme and host in lower case.
+    return text.lower()
+
+
+def _to_header_name(value: Any) -> str:
+    text = _to_text(value).strip()
+    if not _HEADER_NAME.match(text):
+        raise ValueError(f"{text!r} is not a header name")
+    return text.lower()
+
+
+def _to_max_age(value: Any) -> int:
+    seconds = _to_int(value)
+    if not 0 <= seconds <= 86400:
+        raise ValueError(f"expected seconds from 0 to 86400, got {seconds}")
+    return seconds

@@ -1,0 +1,69 @@
+// The head-start chart: seconds against output length, as inline SVG (no library).
+
+const NS = "http://www.w3.org/2000/svg";
+const W = 720;
+const H = 360;
+const PAD = { left: 56, right: 24, top: 28, bottom: 48 };
+
+export const SERIES = [
+  { key: "streamFirst", label: "streamed: first text", cls: "s-first" },
+  { key: "streamTotal", label: "streamed: whole answer", cls: "s-total" },
+  { key: "plainTotal", label: "not streamed: first text = whole answer", cls: "p-total" },
+];
+
+function el(name, attrs, text) {
+  const node = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function niceMax(value) {
+  if (!(value > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
+  return 10 * power;
+}
+
+export function ratio(point) {
+  return point.streamFirst > 0 ? point.plainTotal / point.streamFirst : null;
+}
+
+// points: [{chars, streamFirst, streamTotal, plainTotal}] in seconds.
+export function drawChart(svg, points) {
+  svg.replaceChildren();
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const xMax = niceMax(Math.max(0, ...points.map((p) => p.chars)));
+  const yMax = niceMax(Math.max(0, ...points.flatMap((p) => [p.streamTotal, p.plainTotal])));
+  const x = (v) => PAD.left + (v / xMax) * (W - PAD.left - PAD.right);
+  const y = (v) => H - PAD.bottom - (v / yMax) * (H - PAD.top - PAD.bottom);
+
+  const axes = el("g", { class: "axes" });
+  for (let i = 0; i <= 5; i += 1) {
+    const vy = (yMax * i) / 5;
+    axes.append(el("line", { x1: PAD.left, x2: W - PAD.right, y1: y(vy), y2: y(vy), class: "grid" }));
+    axes.append(el("text", { x: PAD.left - 8, y: y(vy) + 4, "text-anchor": "end" }, `${+vy.toFixed(1)} s`));
+    const vx = (xMax * i) / 5;
+    axes.append(el("text", { x: x(vx), y: H - PAD.bottom + 18, "text-anchor": "middle" }, `${Math.round(vx)}`));
+  }
+  axes.append(el("text", { x: (W + PAD.left) / 2, y: H - 8, "text-anchor": "middle" },
+    "output length (characters)"));
+  svg.append(axes);
+
+  for (const series of SERIES) {
+    const g = el("g", { class: series.cls });
+    const path = points.map((p, i) => `${i ? "L" : "M"}${x(p.chars).toFixed(1)},${y(p[series.key]).toFixed(1)}`);
+    if (points.length > 1) g.append(el("path", { d: path.join(" "), fill: "none" }));
+    for (const p of points) g.append(el("circle", { cx: x(p.chars), cy: y(p[series.key]), r: 4 }));
+    svg.append(g);
+  }
+
+  const labels = el("g", { class: "ratios" });
+  for (const p of points) {
+    const r = ratio(p);
+    if (r === null) continue;
+    labels.append(el("text", { x: x(p.chars), y: y(p.plainTotal) - 10, "text-anchor": "middle" },
+      `${r >= 10 ? Math.round(r) : r.toFixed(1)}× sooner`));
+  }
+  svg.append(labels);
+}
