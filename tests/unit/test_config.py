@@ -132,3 +132,42 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 def test_missing_upstreams() -> None:
     assert problems("listen: {port: 1}\n") == [
         "proxy.yaml: upstreams: missing: list at least one upstream with an endpoint"]
+
+
+def test_cors_and_ui_defaults_leave_cors_off_and_the_page_on() -> None:
+    config = parse_config(MINIMAL, {})
+    assert not config.cors.enabled and config.cors.allow_origins == ()
+    assert config.cors.max_age == 600 and config.ui is True
+
+
+def test_cors_settings_are_read_and_normalised() -> None:
+    config = parse_config(MINIMAL + """
+cors:
+  allow_origins: ["https://App.Example.com", "http://127.0.0.1:5173", "*"]
+  allow_headers: [X-App-Trace]
+  max_age: 0
+ui: false
+""", {})
+    assert config.cors.allow_origins == ("https://app.example.com", "http://127.0.0.1:5173", "*")
+    assert config.cors.allow_headers == ("x-app-trace",) and config.cors.max_age == 0
+    assert config.ui is False
+
+
+def test_bad_cors_and_ui_values_are_all_named_at_once() -> None:
+    found = problems(MINIMAL + """
+cors:
+  allow_origins: ["https://app.example.com/", "app.example.com", "https://a.com/path", 3]
+  allow_headers: ["bad header"]
+  max_age: 90000
+  allow_methods: [GET]
+ui: maybe
+""")
+    joined = "\n".join(found)
+    for key in ("cors.allow_origins[0]", "cors.allow_origins[1]", "cors.allow_origins[2]",
+                "cors.allow_origins[3]", "cors.allow_headers[0]", "cors.max_age",
+                "cors.allow_methods", "ui"):
+        assert f"proxy.yaml: {key}: " in joined
+    assert len(found) == 8
+    assert problems(MINIMAL + "cors: [x]\n") == ["proxy.yaml: cors: expected a mapping, got a list"]
+    assert problems(MINIMAL + "cors:\n  allow_origins: https://a.com\n") == [
+        "proxy.yaml: cors.allow_origins: expected a list, got a string"]

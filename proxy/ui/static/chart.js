@@ -1,8 +1,8 @@
 // The head-start chart: seconds against output length, as inline SVG (no library).
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 720;
-const H = 360;
+const W = 960;
+const H = 380;
 const PAD = { left: 56, right: 24, top: 28, bottom: 48 };
 
 export const SERIES = [
@@ -21,7 +21,7 @@ function el(name, attrs, text) {
 function niceMax(value) {
   if (!(value > 0)) return 1;
   const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
+  for (const step of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (step * power >= value) return step * power;
   return 10 * power;
 }
 
