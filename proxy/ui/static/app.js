@@ -67,7 +67,8 @@ class Pane {
     this.state.textContent = out.error && !out.filter ? "Failed." : `Done (HTTP ${out.status}).`;
     if (out.filter) {
       this.notice.hidden = false;
-      this.notice.textContent = `Content filter (${out.filter.category}): ${out.filter.message}. ` +
+      const message = out.filter.message.replace(/\.+$/, "");
+      this.notice.textContent = `Content filter (${out.filter.category}): ${message}. ` +
         `${out.text.length} characters arrived before the cut${out.text ? " (shown above)" : ""}.`;
     } else if (out.error) {
       this.notice.hidden = false;

@@ -156,3 +156,34 @@ async def test_the_page_works_from_the_keyboard_alone(
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing overflows sideways at a phone's width
     assert browser.errors == []
+
+
+async def test_responses_api_mode_streams_and_shows_a_filter_kill(
+        browser: Browser, start_proxy: StartProxy) -> None:
+    proxy = await start_proxy("simulator")
+    page = await open_page(browser, proxy)
+    await page.get_by_label("Responses API").check()
+    await page.get_by_label("Output length (characters)", exact=True).fill("500")
+    await page.get_by_role("button", name="Run both").click()
+    await expect(page.locator("#compare-status")).to_have_text(re.compile("^Done"),
+                                                               timeout=30_000)
+    shown = await page.evaluate("window.__firstText")
+    assert shown["pane-stream"] < shown["pane-plain"]
+    for pane in ("pane-stream", "pane-plain"):
+        assert await stat(page, pane, "finish") == "completed"
+        assert (await page.locator(f"#{pane} [data-role=output]").inner_text()).startswith(
+            "Hello from the simulated")
+    assert await stat(page, "pane-stream", "tokens") == await stat(page, "pane-plain", "tokens")
+    assert total(proxy.registry, "aoai_proxy_requests_total", status_code="200") == 2
+
+    await page.get_by_label("Ending").select_option("content_filter")
+    await page.get_by_role("button", name="Run both").click()
+    await expect(page.locator("#compare-status")).to_have_text(re.compile("^Done"),
+                                                               timeout=30_000)
+    # A filtered Responses stream is killed: the reason is only in its last frame.
+    notice = page.locator("#pane-stream [data-role=notice]")
+    await expect(notice).to_contain_text("Content filter (content_policy_violation)")
+    await expect(page.locator("#pane-plain [data-role=notice]")).to_contain_text(
+        "Content filter (violence)")
+    assert await stat(page, "pane-plain", "finish") == "incomplete: content_filter"
+    assert browser.errors == []
