@@ -137,7 +137,8 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def _demo_banner(base: str) -> str:
-    return f"""
+    return f"""Open {base}/ to see why streaming matters (stream vs no stream, in your browser).
+
 aoai-stream-proxy demo: the proxy is forwarding to a built-in simulated Azure OpenAI
 (deployments {", ".join(DEMO_DEPLOYMENTS)}); sample traffic is flowing through it, and each
 request it finishes is logged below as one JSON line.
