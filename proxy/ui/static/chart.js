@@ -18,11 +18,13 @@ function el(name, attrs, text) {
   return node;
 }
 
-function niceMax(value) {
-  if (!(value > 0)) return 1;
-  const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (step * power >= value) return step * power;
-  return 10 * power;
+// A round step for about five grid lines, and the first multiple of it at or above `value`.
+function scale(value) {
+  if (!(value > 0)) return { step: 1, top: 5 };
+  const rough = value / 5;
+  const power = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= rough);
+  return { step, top: step * Math.ceil(value / step - 1e-9) };
 }
 
 export function ratio(point) {
@@ -33,24 +35,27 @@ export function ratio(point) {
 export function drawChart(svg, points) {
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  const xMax = niceMax(Math.max(0, ...points.map((p) => p.chars)));
-  const yMax = niceMax(Math.max(0, ...points.flatMap((p) => [p.streamTotal, p.plainTotal])));
+  const xs = scale(Math.max(0, ...points.map((p) => p.chars)));
+  const ys = scale(Math.max(0, ...points.flatMap((p) => [p.streamTotal, p.plainTotal])));
+  const xMax = xs.top;
+  const yMax = ys.top;
   const x = (v) => PAD.left + (v / xMax) * (W - PAD.left - PAD.right);
   const y = (v) => H - PAD.bottom - (v / yMax) * (H - PAD.top - PAD.bottom);
 
   const axes = el("g", { class: "axes" });
-  for (let i = 0; i <= 5; i += 1) {
-    const vy = (yMax * i) / 5;
+  for (let vy = 0; vy <= yMax + 1e-9; vy += ys.step) {
     axes.append(el("line", { x1: PAD.left, x2: W - PAD.right, y1: y(vy), y2: y(vy), class: "grid" }));
-    axes.append(el("text", { x: PAD.left - 8, y: y(vy) + 4, "text-anchor": "end" }, `${+vy.toFixed(1)} s`));
-    const vx = (xMax * i) / 5;
+    axes.append(el("text", { x: PAD.left - 8, y: y(vy) + 4, "text-anchor": "end" }, `${+vy.toFixed(2)} s`));
+  }
+  for (let vx = 0; vx <= xMax + 1e-9; vx += xs.step) {
     axes.append(el("text", { x: x(vx), y: H - PAD.bottom + 18, "text-anchor": "middle" }, `${Math.round(vx)}`));
   }
   axes.append(el("text", { x: (W + PAD.left) / 2, y: H - 8, "text-anchor": "middle" },
     "output length (characters)"));
   svg.append(axes);
 
-  for (const series of SERIES) {
+  // Drawn last to first: the streamed lines stay visible where the lines meet.
+  for (const series of [...SERIES].reverse()) {
     const g = el("g", { class: series.cls });
     const path = points.map((p, i) => `${i ? "L" : "M"}${x(p.chars).toFixed(1)},${y(p[series.key]).toFixed(1)}`);
     if (points.length > 1) g.append(el("path", { d: path.join(" "), fill: "none" }));

@@ -1,5 +1,6 @@
 // One request through the proxy, streamed or not, for chat completions or the Responses API,
 // and what came back: text, timings, tokens, how it ended, and a content filter's cut.
+// The Responses events and endings read here are described in docs/responses-wire.md.
 
 import { readEvents } from "./sse.js";
 
