@@ -129,6 +129,7 @@ def install(app: web.Application, config: CorsConfig) -> None:
         apply(policy, request.headers.get(hdrs.ORIGIN), response.headers,
               own_preflight=is_preflight(request))
 
-    app.middlewares.append(preflight)
+    # Outermost: a preflight is answered before anything else looks at the request.
+    app.middlewares.insert(0, preflight)
     app.on_response_prepare.append(on_prepare)
 
