@@ -126,7 +126,9 @@ def servers() -> Iterator[Servers]:
 
     async def setup() -> tuple[RawUpstream, Any, int]:
         upstream = await RawUpstream(answer).start()
-        config = Config(upstreams=(UpstreamConfig("primary", upstream.url),), access_log=False)
+        # ui=False: with the page on, `GET /` is the proxy's own, not forwarded.
+        config = Config(upstreams=(UpstreamConfig("primary", upstream.url),), access_log=False,
+                        ui=False)
         runner, port = await start(create_app(config), "127.0.0.1", 0)
         return upstream, runner, port
 
