@@ -4,12 +4,14 @@ With `cors.allow_origins` configured:
 - A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) is answered by the
   proxy itself, before client authentication, and never forwarded or counted: the browser sends
   it without the app's key, so neither Azure nor the proxy's client check could answer it.
+  Another origin's preflight gets a 403 without CORS headers, and the browser stops there.
 - Every response to an allowed origin, streamed or not, forwarded or the proxy's own error,
   gets `Access-Control-Allow-Origin`, `Vary: Origin` and `Access-Control-Expose-Headers`. They
   are set when the response is prepared (`on_response_prepare`), from the request's headers
   alone, so they never depend on anything in the body.
 - The upstream's own `Access-Control-*` headers are always removed: two
-  `Access-Control-Allow-Origin` headers make a browser reject the response.
+  `Access-Control-Allow-Origin` headers make a browser reject the response. Every response
+  gets `Vary: Origin`, whatever the origin, as its headers depend on it.
 
 With no origins configured nothing here is installed and responses pass as they always did.
 """
@@ -95,8 +97,7 @@ def apply(policy: CorsPolicy, origin: str | None, headers: CIMultiDict[str], *,
         for name in {k for k in headers if k.lower().startswith(_PREFIX)}:
             headers.popall(name, None)
     _add_vary_origin(headers)
-    if policy.allows(origin):
-        assert origin is not None
+    if origin and policy.allows(origin):
         headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
         headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _EXPOSE_VALUE
 

@@ -54,7 +54,9 @@ class Pane {
   }
 
   append(text) {
+    const atEnd = this.output.scrollHeight - this.output.scrollTop - this.output.clientHeight < 8;
     this.textNode.appendData(text);
+    if (atEnd) this.output.scrollTop = this.output.scrollHeight;  // follow, unless scrolled up
     if (this.state.textContent === "Waiting…") this.state.textContent = "Receiving…";
   }
 
