@@ -56,10 +56,10 @@ def load_assets() -> dict[str, Asset]:
 
 
 def page_info(config: Config) -> dict[str, object]:
-    """What the page shows in its pickers: the configured deployments, and which of them the
-    built-in simulator serves (the page then offers the simulator's controls)."""
-    simulated = {d for u in config.upstreams if u.is_simulator for d in u.deployments}
-    return {"deployments": [{"name": d, "simulated": d in simulated}
+    """What the page shows in its pickers: the configured deployments, and which of them only
+    the built-in simulator serves (the page then sends the simulator's controls)."""
+    real = {d for u in config.upstreams if not u.is_simulator for d in u.deployments}
+    return {"deployments": [{"name": d, "simulated": d not in real}
                             for d in config.deployments]}
 
 

@@ -63,3 +63,4 @@ async def test_ui_false_forwards_root_as_any_other_path(
         async with http.get(proxy.url + path) as response:
             assert response.status == 404 and "Content-Security-Policy" not in response.headers
     assert [r.path_qs for r in simulator.app[SIM_STATS].requests] == ["/", "/_proxy/ui/app.js"]
+
