@@ -22,8 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def require_chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists()
-                                        else None)
+    path = shutil.which("chromium")
     message = "chromium not found (Debian: apt-get install chromium)"
     if path is None:
         if os.environ.get("CI"):
