@@ -5,6 +5,7 @@ import { run } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
 let deployments = [];
+let chartPoints = [];
 let key = "";  // only ever in this variable: never stored, never put in a URL
 
 function seconds(value) {
@@ -139,6 +140,7 @@ async function series() {
   progress.value = 0;
   $("series-table").tBodies[0].replaceChildren();
   const points = [];
+  chartPoints = points;
   drawChart($("chart"), points);
   const base = requestOptions({ askLength: true });
   // Lengths one after another, so no request competes with another length's.
@@ -180,6 +182,7 @@ function selectTab(tab) {
     other.tabIndex = selected ? 0 : -1;
     $(other.getAttribute("aria-controls")).hidden = !selected;
   }
+  if (!$("view-series").hidden) drawChart($("chart"), chartPoints);  // sized now it shows
   tab.focus();
 }
 
@@ -233,7 +236,12 @@ function init() {
   $("request").addEventListener("submit", (event) => event.preventDefault());
   $("run").addEventListener("click", compare);
   $("run-series").addEventListener("click", series);
-  drawChart($("chart"), []);
+  drawChart($("chart"), chartPoints);
+  let pending = 0;
+  window.addEventListener("resize", () => {
+    cancelAnimationFrame(pending);
+    pending = requestAnimationFrame(() => drawChart($("chart"), chartPoints));
+  });
   return loadDeployments();
 }
 

@@ -1,8 +1,6 @@
 // The head-start chart: seconds against output length, as inline SVG (no library).
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 960;
-const H = 380;
 const PAD = { left: 56, right: 24, top: 28, bottom: 48 };
 
 export const SERIES = [
@@ -32,7 +30,11 @@ export function ratio(point) {
 }
 
 // points: [{chars, streamFirst, streamTotal, plainTotal}] in seconds.
+// Drawn at the element's own width, so its text stays readable on a phone.
 export function drawChart(svg, points) {
+  const W = Math.max(320, Math.round(svg.clientWidth || 960));
+  const H = W < 600 ? 300 : 380;
+  const narrow = W < 600;
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const xs = scale(Math.max(0, ...points.map((p) => p.chars)));
@@ -67,8 +69,10 @@ export function drawChart(svg, points) {
   for (const p of points) {
     const r = ratio(p);
     if (r === null) continue;
-    labels.append(el("text", { x: x(p.chars), y: y(p.plainTotal) - 10, "text-anchor": "middle" },
-      `${r >= 10 ? Math.round(r) : r.toFixed(1)}× sooner`));
+    const px = x(p.chars);
+    const anchor = px > W - PAD.right - 50 ? "end" : px < PAD.left + 50 ? "start" : "middle";
+    labels.append(el("text", { x: px, y: y(p.plainTotal) - 10, "text-anchor": anchor },
+      `${r >= 10 ? Math.round(r) : r.toFixed(1)}×${narrow ? "" : " sooner"}`));
   }
   svg.append(labels);
 }
