@@ -45,9 +45,14 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the repository, as the README and the headers name files."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _dump(source: Path, document: dict[str, Any]) -> str:
     body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
-    return HEADER.format(source=source.relative_to(ROOT)) + body
+    return HEADER.format(source=_shown(source)) + body
 
 
 def prometheus_rule() -> str:
@@ -87,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path)
         else:
             path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(ROOT)}")
+            print(f"wrote {_shown(path)}")
     for path in stale:
-        print(f"{path.relative_to(ROOT)} is out of date: run python3 "
-              f"{Path(__file__).resolve().relative_to(ROOT)}", file=sys.stderr)
+        print(f"{_shown(path)} is out of date: run python3 {_shown(Path(__file__).resolve())}",
+              file=sys.stderr)
     return 1 if stale else 0
 
 
