@@ -253,7 +253,7 @@ def test_the_azure_key_comes_from_a_secret_the_user_creates(renderings: Renderin
                 if f"kubectl create secret generic {secret}" in line]
     assert commands, f"README does not say how to create the Secret {secret}"
     words = shlex.split(commands[0])
-    given = {w.split("=", 1)[0].removeprefix("--from-literal=") for w in words
+    given = {w.removeprefix("--from-literal=").split("=", 1)[0] for w in words
              if w.startswith("--from-literal=")}
     assert {ref["key"] for ref in refs.values()} <= given, commands[0]
 
