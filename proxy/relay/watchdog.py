@@ -71,8 +71,8 @@ class Watch:
         self._cancelling = self._task.cancelling() if self._task is not None else 0
         self._dog.watches.add(self)
 
-    def check(self, now: float) -> bool:
-        """Called by the ticker: True (and the task cancelled) if a guard ran out."""
+    def fire_if_due(self, now: float) -> bool:
+        """Called by the ticker: if a guard ran out, cancel the task and return True."""
         if self._deadline:
             due = now >= self._deadline
         elif self.writing or self.pieces != self._seen:
@@ -115,6 +115,6 @@ class Watchdog:
     def _run(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        for watch in [w for w in self.watches if w.check(now)]:
+        for watch in [w for w in self.watches if w.fire_if_due(now)]:
             self.watches.discard(watch)
         self._handle = self._loop.call_later(self._tick, self._run)
