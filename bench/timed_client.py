@@ -1,4 +1,4 @@
-"""The load generator: streams with a timestamp per SSE event, and a non-stream request loop.
+"""The benchmark's timed client: streams with a timestamp per SSE event, and a non-stream loop.
 
 It runs in the benchmark's own process (pinned next to the simulator) and does as little as
 it can per piece: split on the blank line that ends an event, note the time, recognise a
