@@ -15,8 +15,7 @@ from proxy.app import create_app
 from proxy.config import Config, ConfigError, ListenConfig, UpstreamConfig, load_config
 from proxy.runtime.server import serve, start, wait_for_signal
 from proxy.runtime.workers import Supervisor, worker_count, worker_registries
-from proxy.simulator import SimulatorConfig, create_simulator_app
-from proxy.traffic import generator as loadgen
+from proxy.traffic import options as loadgen_options
 
 log = logging.getLogger("aoai_stream_proxy")
 DEMO_DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")
@@ -36,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run the simulated Azure OpenAI upstream")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8000)
-    simulate.add_argument("--tokens", type=int, default=SimulatorConfig.tokens,
-                          help="content chunks per completion")
+    # No default here: the simulator's own applies (its module is loaded only to simulate).
+    simulate.add_argument("--tokens", type=int, default=None,
+                          help="content chunks per completion (default: the simulator's)")
     simulate.add_argument("--first-token-delay", type=float, default=0.0, metavar="SECONDS")
     simulate.add_argument("--token-delay", type=float, default=0.0, metavar="SECONDS")
     simulate.add_argument("--api-key", action="append", default=[],
@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--no-traffic", action="store_true", help="do not send sample requests")
-    loadgen.add_arguments(commands.add_parser("loadgen", help="send a realistic request mix"))
+    loadgen_options.add_arguments(
+        commands.add_parser("loadgen", help="send a realistic request mix"))
     return parser
 
 
@@ -70,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return asyncio.run(_demo(args))
         if args.command == "loadgen":
-            return loadgen.main(args)
+            from proxy.traffic import generator  # a tool: loaded only when it runs
+
+            return generator.main(args)
         return _serve(args)
     except KeyboardInterrupt:
         return 0
@@ -100,8 +103,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    config = SimulatorConfig(tokens=args.tokens, first_token_delay=args.first_token_delay,
-                             token_delay=args.token_delay, api_keys=tuple(args.api_key))
+    from proxy.simulator import SimulatorConfig, create_simulator_app  # loaded only to simulate
+
+    tokens = {} if args.tokens is None else {"tokens": args.tokens}
+    config = SimulatorConfig(first_token_delay=args.first_token_delay,
+                             token_delay=args.token_delay, api_keys=tuple(args.api_key),
+                             **tokens)
     runner, port = await start(create_simulator_app(config), args.host, args.port)
     log.info("simulated Azure OpenAI listening on http://%s:%d (deployments: %s)",
              args.host, port, ", ".join(config.deployments))
@@ -123,7 +130,9 @@ async def _demo(args: argparse.Namespace) -> int:
     print(_demo_banner(base), flush=True)
     traffic = None
     if not args.no_traffic:
-        traffic = asyncio.create_task(loadgen.run_loadgen(
+        from proxy.traffic.generator import run_loadgen  # the demo's sample traffic
+
+        traffic = asyncio.create_task(run_loadgen(
             base, duration=24 * 3600, concurrency=2, quiet=True))
     try:
         await wait_for_signal()
