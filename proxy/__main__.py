@@ -16,9 +16,10 @@ from proxy.config import Config, ConfigError, ListenConfig, UpstreamConfig, load
 from proxy.runtime.server import serve, start, wait_for_signal
 from proxy.runtime.workers import Supervisor, worker_count, worker_registries
 from proxy.traffic import options as loadgen_options
+from proxy.vocabulary import DEFAULT_API_VERSION, DEFAULT_DEPLOYMENTS
 
 log = logging.getLogger("aoai_stream_proxy")
-DEMO_DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")
+DEMO_DEPLOYMENTS = DEFAULT_DEPLOYMENTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,11 +155,11 @@ request it finishes is logged below as one JSON line.
   Metrics      {base}/metrics
   Health       {base}/healthz
   Try a stream:
-    curl -N '{base}/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21' \\
+    curl -N '{base}/openai/deployments/gpt-4o/chat/completions?api-version={DEFAULT_API_VERSION}' \\
       -H 'api-key: any' -H 'content-type: application/json' \\
       -d '{{"messages":[{{"role":"user","content":"hi"}}],"stream":true}}'
   Or point openai-python at it:
-    AzureOpenAI(azure_endpoint="{base}", api_key="any", api_version="2024-10-21")
+    AzureOpenAI(azure_endpoint="{base}", api_key="any", api_version="{DEFAULT_API_VERSION}")
   Dashboards: `docker compose --profile demo up` runs this with Prometheus and Grafana.
 
 Press Ctrl-C to stop.

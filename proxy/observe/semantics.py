@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from proxy.vocabulary import FILTER_CATEGORIES, OTHER
+
 __all__ = [
     "COMPLETION",
     "FILTER_CATEGORIES",
@@ -26,24 +28,6 @@ __all__ = [
 Stage = Literal["prompt", "completion"]
 PROMPT: Final = "prompt"
 COMPLETION: Final = "completion"
-
-# Content-filter categories Azure documents; any other flagged name is reported as OTHER so the
-# metric label set stays closed.
-FILTER_CATEGORIES: Final = frozenset(
-    {
-        "hate",
-        "sexual",
-        "violence",
-        "self_harm",
-        "jailbreak",
-        "protected_material_text",
-        "protected_material_code",
-        "profanity",
-        "custom_blocklists",
-        "indirect_attack",
-    }
-)
-OTHER: Final = "other"
 
 # Responses API stream events that carry generated output.
 _RESPONSES_OUTPUT_EVENTS: Final = frozenset(

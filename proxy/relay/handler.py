@@ -34,7 +34,8 @@ from proxy.relay.usage import (
 from proxy.relay.watchdog import Watchdog
 from proxy.runtime.lifecycle import LIFECYCLE
 from proxy.telemetry.accesslog import log_access
-from proxy.telemetry.metrics import UNKNOWN_CLIENT, Metrics
+from proxy.telemetry.metrics import Metrics
+from proxy.vocabulary import UNKNOWN_CLIENT
 
 # nginx's code for "client closed request": the client left before any response was sent.
 CLIENT_CLOSED = 499

@@ -33,6 +33,7 @@ import aiohttp
 
 from proxy.traffic.mix import PlannedRequest, RequestPlanner
 from proxy.traffic.options import add_arguments
+from proxy.vocabulary import DEFAULT_DEPLOYMENTS
 
 __all__ = [
     "LoadgenReport",
@@ -167,7 +168,7 @@ async def run_loadgen(
     duration: float,
     concurrency: int,
     api_key: str = "demo-key",
-    deployments: Sequence[str] = ("gpt-4o", "gpt-4o-mini"),
+    deployments: Sequence[str] = DEFAULT_DEPLOYMENTS,
     seed: int | None = None,
     max_requests: int | None = None,
     time_scale: float = 1.0,
@@ -249,7 +250,7 @@ async def _main(args: argparse.Namespace) -> LoadgenReport:
         duration=args.duration,
         concurrency=args.concurrency,
         api_key=args.api_key,
-        deployments=tuple(args.deployments or ("gpt-4o", "gpt-4o-mini")),
+        deployments=tuple(args.deployments or DEFAULT_DEPLOYMENTS),
         seed=args.seed,
         max_requests=args.max_requests,
         time_scale=args.time_scale,
