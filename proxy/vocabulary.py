@@ -1,6 +1,6 @@
 """The words the proxy, the simulator and the load generators share, defined once.
 
-Content-filter categories are Azure's (docs/chat-wire.md §6); the rest are the proxy's own
+Content-filter categories are Azure's (docs/chat-wire.md §6.1); the rest are the proxy's own
 label values and defaults. This module imports nothing from the project, so any part of it
 (the serving process, the simulator, the tools) can use it without loading the others.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# --- Content-filter categories (docs/chat-wire.md §6) -------------------------------------
+# --- Content-filter categories (docs/chat-wire.md §6.1) -------------------------------------
 
 SEVERITY_CATEGORIES: Final = ("hate", "self_harm", "sexual", "violence")
 """Graded `safe` / `low` / `medium` / `high`; present on prompts and on completions."""

@@ -1,6 +1,6 @@
 """What one chat-completion JSON object says (a stream chunk or a whole body), as an Observation.
 
-The meanings come from Azure's wire format (see `azure-openai-wire.md`): usage in the chat,
+The meanings come from Azure's wire format (docs/chat-wire.md §4-§8): usage in the chat,
 Responses and embeddings shapes, finish reasons per choice (n > 1 too), `content_filter_results`
 flagged per category for the prompt and each choice, and `error` objects. `observer.py` decides
 which bytes to parse; this module only interprets what was parsed.
