@@ -6,7 +6,8 @@ and body pieces must keep coming within `timeouts.idle` (a backstop under aiohtt
 costs a heap push and a cancel per request, a measurable share of the proxy's CPU per
 non-stream request under load (bench/README.md, "Measurements behind design choices"). Here a
 guard is a set entry, and one ticker walks the armed guards a few times per timeout: a guard
-fires within one tick after its deadline. Firing cancels the request's task; the code awaiting the upstream turns that into a timeout with `expired()`.
+fires within one tick after its deadline. Firing cancels the request's task; the code awaiting
+the upstream turns that into a timeout with `expired()`.
 """
 
 from __future__ import annotations
