@@ -68,7 +68,7 @@ def connector(**kwargs: object) -> aiohttp.TCPConnector:
     """A `TCPConnector` whose connections read through the shared buffer."""
     made = aiohttp.TCPConnector(**kwargs)  # type: ignore[arg-type]
     # aiohttp has no public hook for the protocol class; `_factory` is what it calls for
-    # every new connection (tests/unit/test_receive_buffer.py fails if that changes).
+    # every new connection (tests/integration/test_receive_buffer.py fails if that changes).
     made._factory = functools.partial(UpstreamProtocol, loop=made._loop)  # type: ignore[assignment]
     return made
 
