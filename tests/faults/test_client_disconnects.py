@@ -269,6 +269,9 @@ async def test_hang_up_as_the_stream_ends_is_a_disconnect_not_an_error(
     client = await RawClient.connect(port_of(proxy.url))
     await client.send(request_bytes("POST", target("last"), body=STREAM_BODY_WITH_USAGE))
     assert await client.read_until(lambda r: bytes(r.body) == chunk_event(0), timeout=5)
+    # A pause, not a wait for a condition: nothing shows that the proxy is back in its
+    # upstream read. Were it late, the order below would not be forced, and the test would
+    # check an ordinary hang-up instead (it cannot fail for that reason).
     await asyncio.sleep(0.05)
     last = chunk_event(1, finish="stop") + DONE
     conns[0].write_nowait(b"%x\r\n" % len(last) + last + b"\r\n0\r\n\r\n")
