@@ -22,10 +22,10 @@ the simulator's and the target's queueing.
 
 from __future__ import annotations
 
-from .loadgen import StreamRecord, new_session, simulator_header, stream_many
 from .measure import Meter, Result, completed, percentiles
 from .sizes import Sizes
 from .targets import Running
+from .timed_client import StreamRecord, new_session, simulator_header, stream_many
 
 
 def interleave(streams: int, control: int) -> list[bool]:

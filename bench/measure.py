@@ -8,8 +8,8 @@ from typing import Any, Self
 
 import psutil
 
-from .loadgen import StreamRecord
 from .targets import Running
+from .timed_client import StreamRecord
 
 Result = dict[str, Any]
 

@@ -13,10 +13,17 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from .latency import s1_latency
-from .loadgen import Opened, StreamRecord, new_session, plain_loop, simulator_header, stream_many
 from .measure import Meter, Result, completed
 from .sizes import Sizes
 from .targets import Running
+from .timed_client import (
+    Opened,
+    StreamRecord,
+    new_session,
+    plain_loop,
+    simulator_header,
+    stream_many,
+)
 
 
 async def _warm(target: Running, session: aiohttp.ClientSession, concurrency: int) -> None:

@@ -10,9 +10,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from proxy.vocabulary import DEFAULT_DEPLOYMENTS
+
 from .procs import LOAD_CPU, PYTHON, ROOT, TARGET_CPU, Child, free_port, spawn, wait_listening
 
-DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")
+DEPLOYMENTS = DEFAULT_DEPLOYMENTS
 
 
 @dataclass(frozen=True)

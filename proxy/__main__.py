@@ -15,11 +15,11 @@ from proxy.app import create_app
 from proxy.config import Config, ConfigError, ListenConfig, UpstreamConfig, load_config
 from proxy.runtime.server import serve, start, wait_for_signal
 from proxy.runtime.workers import Supervisor, worker_count, worker_registries
-from proxy.simulator import SimulatorConfig, create_simulator_app
-from proxy.traffic import generator as loadgen
+from proxy.traffic import options as loadgen_options
+from proxy.vocabulary import DEFAULT_API_VERSION, DEFAULT_DEPLOYMENTS
 
 log = logging.getLogger("aoai_stream_proxy")
-DEMO_DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")
+DEMO_DEPLOYMENTS = DEFAULT_DEPLOYMENTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run the simulated Azure OpenAI upstream")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8000)
-    simulate.add_argument("--tokens", type=int, default=SimulatorConfig.tokens,
-                          help="content chunks per completion")
+    # No default here: the simulator's own applies (its module is loaded only to simulate).
+    simulate.add_argument("--tokens", type=int, default=None,
+                          help="content chunks per completion (default: the simulator's)")
     simulate.add_argument("--first-token-delay", type=float, default=0.0, metavar="SECONDS")
     simulate.add_argument("--token-delay", type=float, default=0.0, metavar="SECONDS")
     simulate.add_argument("--api-key", action="append", default=[],
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--no-traffic", action="store_true", help="do not send sample requests")
-    loadgen.add_arguments(commands.add_parser("loadgen", help="send a realistic request mix"))
+    loadgen_options.add_arguments(
+        commands.add_parser("loadgen", help="send a realistic request mix"))
     return parser
 
 
@@ -70,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return asyncio.run(_demo(args))
         if args.command == "loadgen":
-            return loadgen.main(args)
+            from proxy.traffic import generator  # a tool: loaded only when it runs
+
+            return generator.main(args)
         return _serve(args)
     except KeyboardInterrupt:
         return 0
@@ -100,8 +104,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    config = SimulatorConfig(tokens=args.tokens, first_token_delay=args.first_token_delay,
-                             token_delay=args.token_delay, api_keys=tuple(args.api_key))
+    from proxy.simulator import SimulatorConfig, create_simulator_app  # loaded only to simulate
+
+    tokens = {} if args.tokens is None else {"tokens": args.tokens}
+    config = SimulatorConfig(first_token_delay=args.first_token_delay,
+                             token_delay=args.token_delay, api_keys=tuple(args.api_key),
+                             **tokens)
     runner, port = await start(create_simulator_app(config), args.host, args.port)
     log.info("simulated Azure OpenAI listening on http://%s:%d (deployments: %s)",
              args.host, port, ", ".join(config.deployments))
@@ -123,7 +131,9 @@ async def _demo(args: argparse.Namespace) -> int:
     print(_demo_banner(base), flush=True)
     traffic = None
     if not args.no_traffic:
-        traffic = asyncio.create_task(loadgen.run_loadgen(
+        from proxy.traffic.generator import run_loadgen  # the demo's sample traffic
+
+        traffic = asyncio.create_task(run_loadgen(
             base, duration=24 * 3600, concurrency=2, quiet=True))
     try:
         await wait_for_signal()
@@ -146,11 +156,11 @@ request it finishes is logged below as one JSON line.
   Metrics      {base}/metrics
   Health       {base}/healthz
   Try a stream:
-    curl -N '{base}/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21' \\
+    curl -N '{base}/openai/deployments/gpt-4o/chat/completions?api-version={DEFAULT_API_VERSION}' \\
       -H 'api-key: any' -H 'content-type: application/json' \\
       -d '{{"messages":[{{"role":"user","content":"hi"}}],"stream":true}}'
   Or point openai-python at it:
-    AzureOpenAI(azure_endpoint="{base}", api_key="any", api_version="2024-10-21")
+    AzureOpenAI(azure_endpoint="{base}", api_key="any", api_version="{DEFAULT_API_VERSION}")
   Dashboards: `docker compose --profile demo up` runs this with Prometheus and Grafana.
 
 Press Ctrl-C to stop.

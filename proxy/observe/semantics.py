@@ -1,6 +1,6 @@
 """What one chat-completion JSON object says (a stream chunk or a whole body), as an Observation.
 
-The meanings come from Azure's wire format (see `azure-openai-wire.md`): usage in the chat,
+The meanings come from Azure's wire format (docs/chat-wire.md §4-§8): usage in the chat,
 Responses and embeddings shapes, finish reasons per choice (n > 1 too), `content_filter_results`
 flagged per category for the prompt and each choice, and `error` objects. `observer.py` decides
 which bytes to parse; this module only interprets what was parsed.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+from proxy.vocabulary import FILTER_CATEGORIES, OTHER
 
 __all__ = [
     "COMPLETION",
@@ -26,24 +28,6 @@ __all__ = [
 Stage = Literal["prompt", "completion"]
 PROMPT: Final = "prompt"
 COMPLETION: Final = "completion"
-
-# Content-filter categories Azure documents; any other flagged name is reported as OTHER so the
-# metric label set stays closed.
-FILTER_CATEGORIES: Final = frozenset(
-    {
-        "hate",
-        "sexual",
-        "violence",
-        "self_harm",
-        "jailbreak",
-        "protected_material_text",
-        "protected_material_code",
-        "profanity",
-        "custom_blocklists",
-        "indirect_attack",
-    }
-)
-OTHER: Final = "other"
 
 # Responses API stream events that carry generated output.
 _RESPONSES_OUTPUT_EVENTS: Final = frozenset(

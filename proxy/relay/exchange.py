@@ -9,11 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from proxy.observe.semantics import Observation
-
-ERROR_CONNECT = "connect"
-ERROR_TIMEOUT = "timeout"
-ERROR_RESET = "reset"
-ERROR_PROTOCOL = "protocol"
+from proxy.vocabulary import OTHER_DEPLOYMENT, UNKNOWN_CLIENT
 
 
 @dataclass(slots=True)
@@ -26,11 +22,11 @@ class Exchange:
     path: str
     """Request path without its query string."""
     api_version: str | None = None
-    deployment: str = "other"
+    deployment: str = OTHER_DEPLOYMENT
     """Bounded label value: a configured deployment name, else `other`."""
     deployment_name: str | None = None
     """The deployment the request named (unbounded: never a label)."""
-    client: str = "unknown"
+    client: str = UNKNOWN_CLIENT
     """Bounded label value: a configured client name, else `unknown`."""
     stream: bool = False
     """The client asked for a stream or the upstream answered with one."""

@@ -20,9 +20,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.relay.errors import azure_error
-from proxy.relay.exchange import ERROR_CONNECT, ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT, Exchange
+from proxy.relay.exchange import Exchange
 from proxy.relay.headers import client_response_headers, is_event_stream
 from proxy.relay.watchdog import Watch
+from proxy.vocabulary import ERROR_CONNECT, ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT
 
 
 class Tap(Protocol):

@@ -34,7 +34,8 @@ from proxy.relay.usage import (
 from proxy.relay.watchdog import Watchdog
 from proxy.runtime.lifecycle import LIFECYCLE
 from proxy.telemetry.accesslog import log_access
-from proxy.telemetry.metrics import OTHER_DEPLOYMENT, UNKNOWN_CLIENT, Metrics
+from proxy.telemetry.metrics import Metrics
+from proxy.vocabulary import UNKNOWN_CLIENT
 
 # nginx's code for "client closed request": the client left before any response was sent.
 CLIENT_CLOSED = 499
@@ -113,16 +114,16 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
                            f"{state.config.timeouts.client:g} seconds.")
     named = _deployment_in_path(request.path)
     intent = read_intent(body, need_model=named is None)
-    ex.deployment_name = named if named is not None else intent.model
-    upstream = state.upstream_for(ex.deployment_name)
-    if ex.deployment_name in upstream.deployments:
-        ex.deployment = ex.deployment_name or OTHER_DEPLOYMENT
+    ex.deployment_name = name = named if named is not None else intent.model
+    upstream = state.upstream_for(name)
+    if name is not None and name in upstream.deployments:
+        ex.deployment = name
     ex.stream = intent.stream
     state.metrics.started(ex)
 
     headers = upstream_request_headers(
         request.headers, api_key=upstream.api_key, client_ip=request.remote,
-        scheme=request.scheme, keep_content_length=False)
+        scheme=request.scheme)
     memory_key = (upstream.name, ex.deployment_name or "", ex.api_version or "")
     injected = _usage_body(state, request.path, intent, memory_key)
     ex.usage_injected = injected is not None

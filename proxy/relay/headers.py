@@ -32,10 +32,8 @@ _CREDENTIALS = frozenset({API_KEY, hdrs.AUTHORIZATION.lower()})
 
 # Every request and response picks one of these, so the sets are built once, not per message.
 _REQUEST_SKIP: Final = {
-    (keep_length, own_key): HOP_BY_HOP.union(
-        frozenset({_HOST}), frozenset() if keep_length else frozenset({_CONTENT_LENGTH}),
-        _CREDENTIALS if own_key else frozenset())
-    for keep_length in (False, True) for own_key in (False, True)
+    own_key: HOP_BY_HOP.union({_HOST, _CONTENT_LENGTH}, _CREDENTIALS if own_key else ())
+    for own_key in (False, True)
 }
 _STREAM_RESPONSE_SKIP: Final = HOP_BY_HOP | {_CONTENT_LENGTH}
 
@@ -60,14 +58,13 @@ def upstream_request_headers(
     api_key: str | None,
     client_ip: str | None,
     scheme: str,
-    keep_content_length: bool,
 ) -> CIMultiDict[str]:
     """Headers to send upstream for a client's request.
 
-    `Host` is dropped so the client library sets the upstream's; `Content-Length` is kept only
-    when the body is streamed through unchanged (otherwise it is recomputed for the bytes sent).
+    `Host` and `Content-Length` are dropped so the client library sets the upstream's host and
+    the length of the body actually sent (the proxy may have added the usage option to it).
     """
-    headers = _end_to_end(incoming, _REQUEST_SKIP[keep_content_length, api_key is not None])
+    headers = _end_to_end(incoming, _REQUEST_SKIP[api_key is not None])
     if api_key is not None:
         headers[API_KEY] = api_key
     if client_ip:

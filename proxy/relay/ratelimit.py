@@ -1,4 +1,4 @@
-"""Azure's rate-limit headers, read into numbers."""
+"""Azure's rate-limit headers (docs/chat-wire.md §8.2, §9), read into numbers."""
 
 from __future__ import annotations
 

@@ -3,10 +3,10 @@
 asyncio reads a plain `Protocol`'s socket with `sock.recv(256 KiB)`, and its TLS layer with
 `SSLObject.read(256 KiB)`: each read allocates 256 KiB and then shrinks the block to what
 arrived, a few hundred bytes for an SSE event. Under glibc's malloc that pattern fragments
-the heap without bound: in the soak (mixed streams and faults at 48 clients) the memory in
-use stayed at 9 MiB while the heap's free space grew by 0.25 MiB a second, 160 MiB of RSS
-in ten minutes. Depending on the process's history, the same read instead costs an mmap, an
-mremap and a munmap (25 us a read).
+the heap without bound: in the soak (mixed streams and faults) the memory in use stayed flat
+while the heap's free space, and so RSS, grew steadily. Depending on the process's history,
+the same read instead costs an mmap, an mremap and a munmap. The figures are in
+bench/README.md ("Measurements behind design choices").
 
 A `BufferedProtocol` is handed a buffer instead: asyncio reads into it with `recv_into` (or
 `SSLObject.read(n, buffer)`), and the bytes that arrived are copied out into a bytes object
@@ -68,7 +68,7 @@ def connector(**kwargs: object) -> aiohttp.TCPConnector:
     """A `TCPConnector` whose connections read through the shared buffer."""
     made = aiohttp.TCPConnector(**kwargs)  # type: ignore[arg-type]
     # aiohttp has no public hook for the protocol class; `_factory` is what it calls for
-    # every new connection (tests/unit/test_receive_buffer.py fails if that changes).
+    # every new connection (tests/integration/test_receive_buffer.py fails if that changes).
     made._factory = functools.partial(UpstreamProtocol, loop=made._loop)  # type: ignore[assignment]
     return made
 

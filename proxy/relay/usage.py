@@ -2,8 +2,9 @@
 
 Azure sends token usage on a stream only when the request asks for it. To count tokens exactly,
 the proxy asks on the client's behalf and later removes the extra usage chunk from what the
-client receives (`sse.UsageChunkStripper`). Older api-versions reject the option with a 400;
-the proxy then retries without it and remembers not to ask that deployment/api-version again.
+client receives (`sse.UsageChunkStripper`). Older api-versions reject the option with a 400
+(docs/chat-wire.md §1); the proxy then retries without it and remembers not to ask that
+deployment/api-version again.
 """
 
 from __future__ import annotations

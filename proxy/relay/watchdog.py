@@ -3,10 +3,11 @@
 Each request guards its upstream twice: response headers must come within `timeouts.response`,
 and body pieces must keep coming within `timeouts.idle` (a backstop under aiohttp's own
 `sock_read` timer, which its C parser drops when it fails mid-body). A timer handle per guard
-costs a heap push and a cancel per request: about 3 % of the proxy's CPU per non-stream
-request under load. Here a guard is a set entry, and one ticker walks the armed guards a few
-times per timeout: a guard fires within one tick after its deadline. Firing cancels the
-request's task; the code awaiting the upstream turns that into a timeout with `expired()`.
+costs a heap push and a cancel per request, a measurable share of the proxy's CPU per
+non-stream request under load (bench/README.md, "Measurements behind design choices"). Here a
+guard is a set entry, and one ticker walks the armed guards a few times per timeout: a guard
+fires within one tick after its deadline. Firing cancels the request's task; the code awaiting
+the upstream turns that into a timeout with `expired()`.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ class Watch:
         self._cancelling = self._task.cancelling() if self._task is not None else 0
         self._dog.watches.add(self)
 
-    def check(self, now: float) -> bool:
-        """Called by the ticker: True (and the task cancelled) if a guard ran out."""
+    def fire_if_due(self, now: float) -> bool:
+        """Called by the ticker: if a guard ran out, cancel the task and return True."""
         if self._deadline:
             due = now >= self._deadline
         elif self.writing or self.pieces != self._seen:
@@ -115,6 +116,6 @@ class Watchdog:
     def _run(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        for watch in [w for w in self.watches if w.check(now)]:
+        for watch in [w for w in self.watches if w.fire_if_due(now)]:
             self.watches.discard(watch)
         self._handle = self._loop.call_later(self._tick, self._run)

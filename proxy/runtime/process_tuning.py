@@ -3,13 +3,13 @@
 Almost everything a request allocates is freed by reference counting the
 moment the request ends; the cyclic collector finds little. But with CPython's default gen-0
 threshold (700 net container allocations) it still runs every few requests whenever a few
-dozen are in flight, and each run walks every live request's objects: measured on the proxy
-at 50 concurrent non-stream requests, 30-60 us of collector time per request (the bare
-pass-through: 20 us). With a threshold of 10,000 it ran once in 15,000 requests, and memory
-stayed flat. Freezing what start-up allocated (modules, config, metric children: ~40,000
-objects) keeps the rare full collection from walking it again and again.
+dozen are in flight, and each run walks every live request's objects: a cost per request of
+the same order as the whole bare pass-through. With a much higher threshold it runs rarely
+and memory stays flat. Freezing what start-up allocated (modules, config, metric children)
+keeps the rare full collection from walking it again and again. The figures are in
+bench/README.md ("Measurements behind design choices").
 
-(glibc's malloc needed no setting once socket reads stopped allocating 256 KiB each:
+(glibc's malloc needed no setting once socket reads stopped allocating a large block each:
 see `receive_buffer.py`.)
 """
 

@@ -1,6 +1,6 @@
 """A simulated Azure OpenAI upstream for the demo, the tests and the benchmarks.
 
-It speaks the wire format described in ``azure-openai-wire.md``: the classic
+It speaks the wire format described in ``docs/chat-wire.md`` (§1-§11): the classic
 ``/openai/deployments/{deployment}/...?api-version=...`` paths and the ``/openai/v1/...``
 paths, Azure's headers, Azure's error bodies, and streams in which every event is one
 network write, in the order a real deployment sends them.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.vocabulary import DEFAULT_DEPLOYMENTS
+
 
 @dataclass(frozen=True)
 class SimulatorConfig:
     """How the simulated resource behaves when a request does not say otherwise."""
 
-    deployments: tuple[str, ...] = ("gpt-4o", "gpt-4o-mini")
+    deployments: tuple[str, ...] = DEFAULT_DEPLOYMENTS
     """Deployment names that exist; others get 404 DeploymentNotFound. Empty = accept any."""
     api_keys: tuple[str, ...] = ()
     """Accepted as ``api-key`` or as a Bearer token. Empty (with no bearer_tokens) = no auth."""

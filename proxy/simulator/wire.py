@@ -7,20 +7,13 @@ import random
 import string
 from typing import Any, Final
 
-SEVERITY_CATEGORIES: Final = ("hate", "self_harm", "sexual", "violence")
-CATEGORIES: Final = frozenset(
-    SEVERITY_CATEGORIES
-    + ("jailbreak", "profanity", "protected_material_code", "protected_material_text")
-)
-PROMPT_CATEGORIES: Final = ("hate", "jailbreak", "self_harm", "sexual", "violence")
-MESSAGE_CATEGORIES: Final = (
-    "hate",
-    "protected_material_code",
-    "protected_material_text",
-    "self_harm",
-    "sexual",
-    "violence",
-)
+from proxy.vocabulary import COMPLETION_CATEGORIES, PROMPT_CATEGORIES, SEVERITY_CATEGORIES
+
+__all__ = ["CATEGORIES", "MESSAGE_CATEGORIES", "PROMPT_CATEGORIES", "SEVERITY_CATEGORIES"]
+
+MESSAGE_CATEGORIES: Final = COMPLETION_CATEGORIES
+CATEGORIES: Final = frozenset(PROMPT_CATEGORIES + COMPLETION_CATEGORIES + ("profanity",))
+"""What a request may ask the simulator to flag (`x-simulator: category=...`)."""
 
 # Deterministic output: the same request always yields the same text. The list has a
 # non-ASCII word and an escaped quote so that byte-level handling gets exercised.

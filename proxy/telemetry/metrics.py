@@ -15,12 +15,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.observe.semantics import Observation, content_filter_events
 from proxy.relay.exchange import Exchange
+from proxy.vocabulary import (
+    ERROR_TYPES,
+    INCOMPLETE,
+    OTHER,
+    OTHER_DEPLOYMENT,
+    UNKNOWN_CLIENT,
+    incomplete_finishes,
+)
 
-OTHER_DEPLOYMENT = "other"
-UNKNOWN_CLIENT = "unknown"
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "function_call")
-INCOMPLETE = "incomplete"
-ERROR_TYPES = ("connect", "timeout", "reset", "protocol")
 TOKEN_TYPES = ("prompt", "completion", "cached", "reasoning")
 
 # Time to first byte: for streams Azure sends the prompt-annotation chunk right after the prompt
@@ -53,7 +57,7 @@ M = TypeVar("M", Counter, Gauge, Histogram)
 
 
 def status_label(status: int) -> str:
-    return str(status) if 100 <= status <= 599 else "other"
+    return str(status) if 100 <= status <= 599 else OTHER
 
 
 class Metrics:
@@ -201,10 +205,10 @@ class Metrics:
 
     @staticmethod
     def finish_reason_labels(ex: Exchange, obs: Observation) -> list[str]:
-        reasons = [r if r in FINISH_REASONS else "other" for r in obs.finish_reasons.values()]
+        reasons = [r if r in FINISH_REASONS else OTHER for r in obs.finish_reasons.values()]
         if ex.stream and ex.status == 200:
-            unfinished = obs.choices_seen - obs.finish_reasons.keys()
-            reasons += [INCOMPLETE] * max(len(unfinished), 0 if obs.finish_reasons else 1)
+            reasons += [INCOMPLETE] * incomplete_finishes(len(obs.incomplete_choices),
+                                                          len(obs.finish_reasons))
         return reasons
 
     def _record_token_timing(self, ex: Exchange, obs: Observation) -> None:

@@ -32,6 +32,8 @@ from typing import Any
 import aiohttp
 
 from proxy.traffic.mix import PlannedRequest, RequestPlanner
+from proxy.traffic.options import add_arguments
+from proxy.vocabulary import DEFAULT_DEPLOYMENTS
 
 __all__ = [
     "LoadgenReport",
@@ -166,7 +168,7 @@ async def run_loadgen(
     duration: float,
     concurrency: int,
     api_key: str = "demo-key",
-    deployments: Sequence[str] = ("gpt-4o", "gpt-4o-mini"),
+    deployments: Sequence[str] = DEFAULT_DEPLOYMENTS,
     seed: int | None = None,
     max_requests: int | None = None,
     time_scale: float = 1.0,
@@ -225,63 +227,6 @@ async def _progress(report: LoadgenReport, started: float) -> None:
 # -------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError("must be a number >= 0")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `aoai-stream-proxy loadgen`."""
-    parser.add_argument(
-        "--target", required=True, help="base URL of the proxy, e.g. http://127.0.0.1:8080"
-    )
-    parser.add_argument(
-        "--duration",
-        type=_non_negative_float,
-        default=60.0,
-        metavar="SECONDS",
-        help="stop after this many seconds (default 60)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=4,
-        help="requests in flight at once (default 4)",
-    )
-    parser.add_argument(
-        "--max-requests",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="stop after N requests (default: no limit)",
-    )
-    parser.add_argument("--api-key", default="demo-key", help="sent as api-key (default demo-key)")
-    parser.add_argument(
-        "--deployment",
-        dest="deployments",
-        action="append",
-        metavar="NAME",
-        help="deployment to use (repeatable; default gpt-4o and gpt-4o-mini)",
-    )
-    parser.add_argument("--seed", type=int, default=None, help="seed for a repeatable mix")
-    parser.add_argument(
-        "--time-scale",
-        type=_non_negative_float,
-        default=1.0,
-        metavar="FACTOR",
-        help="multiply simulated delays and think times (default 1)",
-    )
-
-
 def main(args: argparse.Namespace) -> int:
     """Run `aoai-stream-proxy loadgen` and print its one-line summary.
 
@@ -305,7 +250,7 @@ async def _main(args: argparse.Namespace) -> LoadgenReport:
         duration=args.duration,
         concurrency=args.concurrency,
         api_key=args.api_key,
-        deployments=tuple(args.deployments or ("gpt-4o", "gpt-4o-mini")),
+        deployments=tuple(args.deployments or DEFAULT_DEPLOYMENTS),
         seed=args.seed,
         max_requests=args.max_requests,
         time_scale=args.time_scale,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.vocabulary import COMPLETION_CATEGORIES, DEFAULT_API_VERSION, PROMPT_CATEGORIES
+
 __all__ = [
     "API_VERSION",
     "DECK_SIZE",
@@ -24,7 +26,7 @@ __all__ = [
     "RequestPlanner",
 ]
 
-API_VERSION = "2024-10-21"
+API_VERSION = DEFAULT_API_VERSION
 UNKNOWN_DEPLOYMENT = "gpt-legacy"
 """A deployment name neither the proxy's config nor the simulator knows (-> 404)."""
 
@@ -37,16 +39,8 @@ _PROMPTS = (
     "What is 4200 + 42?",
     "List five edge cases for an SSE parser.",
 )
-_OUTPUT_FILTER_CATEGORIES = (
-    "hate",
-    "sexual",
-    "violence",
-    "self_harm",
-    "protected_material_text",
-    "protected_material_code",
-    "profanity",
-)
-_PROMPT_FILTER_CATEGORIES = ("hate", "sexual", "violence", "self_harm", "jailbreak")
+_OUTPUT_FILTER_CATEGORIES = (*COMPLETION_CATEGORIES, "profanity")
+_PROMPT_FILTER_CATEGORIES = PROMPT_CATEGORIES
 _WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {

@@ -32,6 +32,7 @@ from proxy.traffic.generator import run_loadgen
 from tests.conftest import Running
 from tests.e2e.conftest import (
     ALERTS,
+    SCENARIOS,
     Prometheus,
     PrometheusFactory,
     send_round,
@@ -42,6 +43,13 @@ from tests.e2e.conftest import (
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 ROOT = Path(__file__).resolve().parents[2]
+ABORTS_PER_ROUND = sum(s.abort_after_chunks is not None for s in SCENARIOS)
+
+
+def disconnects(proxy: Running) -> float:
+    assert proxy.registry is not None
+    return sum(sample.value for family in proxy.registry.collect() for sample in family.samples
+               if sample.name == "aoai_proxy_client_disconnects_total")
 DASHBOARD = ROOT / "grafana" / "dashboards" / "aoai-stream-proxy.json"
 
 # Grafana's built-in variables for a 1 s scrape interval. The rate window spans the whole
@@ -252,9 +260,14 @@ async def test_dashboard_and_alerts_on_real_prometheus(
             time_scale=0.05, quiet=True, stop=stop))
         try:
             for _ in range(ROUNDS):
+                before = disconnects(proxy)
                 statuses = await send_round(http, proxy.url)
                 assert {0, 200, 400, 404, 429, 500} <= set(statuses), statuses
-                await asyncio.sleep(0.2)  # hang-ups are recorded once the proxy notices them
+                # The round's hang-ups are recorded once the proxy notices them (the load
+                # generator's add to the count too, so this is a lower bound).
+                async with asyncio.timeout(10):
+                    while disconnects(proxy) < before + ABORTS_PER_ROUND:
+                        await asyncio.sleep(0.01)
                 await wait_for_scrape(http, prom, job)
         finally:
             stop.set()

@@ -15,8 +15,8 @@ import aiohttp
 from yarl import URL
 
 from proxy.config import ClientConfig
-from proxy.observe.semantics import FILTER_CATEGORIES, OTHER
-from proxy.telemetry.metrics import ERROR_TYPES, FINISH_REASONS, INCOMPLETE, TOKEN_TYPES
+from proxy.telemetry.metrics import FINISH_REASONS, TOKEN_TYPES
+from proxy.vocabulary import ERROR_TYPES, FILTER_CATEGORIES, INCOMPLETE, OTHER
 from tests.conftest import DEPLOYMENTS, Running
 from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import RawRequest

@@ -201,8 +201,10 @@ async def test_bytes_beyond_content_length_do_not_leak_into_the_next_response(
     first = await fetch(port, "longer-than-length", STREAM_BODY_WITH_USAGE)
     assert bytes(first.response.body) == CASES["longer-than-length"].body
     # The extra bytes arrive on the idle pooled connection (a request sent on it before
-    # they arrive is answered by them: an HTTP/1.1 race no client can win).
-    await asyncio.sleep(0.3)
+    # they arrive is answered by them: an HTTP/1.1 race no client can win). Once they have,
+    # the proxy must drop that connection.
+    (conn,) = upstream.conns
+    assert await eventually(lambda: conn.closed), "the connection with stray bytes was kept"
     for _ in range(3):
         again = await fetch(port, "healthy", STREAM_BODY_WITH_USAGE)
         assert again.response.status == 200, bytes(again.response.body)[:200]

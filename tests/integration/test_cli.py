@@ -101,3 +101,38 @@ async def test_simulate_command_serves_until_sigterm() -> None:
         async with asyncio.timeout(20):
             await process.communicate()
     assert process.returncode == 0
+
+
+async def test_the_serving_process_never_loads_the_simulator_or_the_load_generator() -> None:
+    # A fresh interpreter: parse a serve command line and start the proxy app (no listener)
+    # for an upstream that is not the simulator, then list what got imported.
+    script = """
+import asyncio, sys
+from aiohttp import web
+from proxy.__main__ import build_parser
+from proxy.app import create_app
+from proxy.config import Config, UpstreamConfig
+
+build_parser().parse_args(["serve", "--config", "x.yaml"])
+config = Config(upstreams=(UpstreamConfig(name="azure", endpoint="http://127.0.0.1:9",
+                                          deployments=("gpt-4o",)),), access_log=False)
+
+async def started():
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    await runner.cleanup()
+
+asyncio.run(started())
+print(" ".join(sorted(m for m in sys.modules if m.startswith("proxy."))))
+"""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    loaded = set(out.decode().split())
+    assert "proxy.relay.handler" in loaded, loaded  # the app did start
+    tools = {m for m in loaded if m.startswith(("proxy.simulator", "proxy.traffic.generator",
+                                                 "proxy.traffic.mix"))}
+    assert not tools, f"the serving process imported {sorted(tools)}"

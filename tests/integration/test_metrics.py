@@ -19,11 +19,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import ClientConfig
-from proxy.simulator import SIM_STATS
+from proxy.simulator import SIM_STATS, SimulatorConfig
+from proxy.simulator.completion import prompt_tokens
 from tests.conftest import Running, chat_path
 
 Series = tuple[str, frozenset[tuple[str, str]]]
 MESSAGES = [{"role": "user", "content": "Tell me about streams."}]
+PROMPT_TOKENS = prompt_tokens(MESSAGES[0]["content"])
+"""What the simulator's stand-in tokenizer makes of the prompt."""
+TOKENS = 8
+"""Content chunks per choice the tests ask the simulator for (`tokens=`)."""
 DC = {"deployment": "gpt-4o", "client": "unknown"}
 
 
@@ -57,13 +62,13 @@ def request_series(status: int, stream: bool = True, **dc: str) -> dict[Series, 
     }
 
 
-def token_series(usage: dict[str, Any], **dc: str) -> dict[Series, float]:
+def token_series(completion: int, *, cached: int = 0, reasoning: int = 0,
+                 **dc: str) -> dict[Series, float]:
+    """The token counters for one request of MESSAGES whose completion has `completion` tokens
+    (reasoning ones included), as the test asked the simulator for them."""
     labels = dc or DC
-    values = {
-        "prompt": usage["prompt_tokens"], "completion": usage["completion_tokens"],
-        "cached": usage["prompt_tokens_details"]["cached_tokens"],
-        "reasoning": usage["completion_tokens_details"]["reasoning_tokens"],
-    }
+    values = {"prompt": PROMPT_TOKENS, "completion": completion, "cached": cached,
+              "reasoning": reasoning}
     return {series("aoai_proxy_tokens_total", **labels, token_type=t): v
             for t, v in values.items() if v}
 
@@ -118,17 +123,17 @@ Measure = Callable[..., Awaitable[tuple[dict[Series, float], dict[str, Any] | No
 
 @pytest.mark.parametrize("scenario", ["stop", "length", "tool_calls"])
 async def test_stream_finishing_normally(measure: Measure, scenario: str) -> None:
-    delta, usage = await measure(STREAM, f"{GAP}scenario={scenario}")
-    assert usage is not None
-    assert delta == {**request_series(200), **token_series(usage), **streamed(),
+    delta, _ = await measure(STREAM, f"{GAP}tokens={TOKENS}; scenario={scenario}")
+    assert delta == {**request_series(200), **token_series(TOKENS), **streamed(),
                      **finish(scenario)}
 
 
 async def test_mid_stream_content_filter(measure: Measure) -> None:
-    delta, usage = await measure(STREAM, GAP + "scenario=content_filter; category=hate")
-    assert usage is not None
-    assert delta == {
-        **request_series(200), **token_series(usage), **streamed(), **finish("content_filter"),
+    delta, _ = await measure(STREAM, f"{GAP}tokens={TOKENS}; scenario=content_filter; "
+                                     "category=hate")
+    assert delta == {  # the output filter cuts in halfway
+        **request_series(200), **token_series(TOKENS // 2), **streamed(),
+        **finish("content_filter"),
         series("aoai_proxy_content_filter_events_total", **DC, stage="completion",
                category="hate"): 1,
     }
@@ -138,12 +143,13 @@ async def test_mid_stream_content_filter(measure: Measure) -> None:
     ("stop", "stop", None), ("content_filter", "content_filter", "protected_material_text")])
 async def test_async_filter_annotations(measure: Measure, filter_mode_scenario: str,
                                         reason: str, category: str | None) -> None:
-    simulate = f"{GAP}filter_mode=async; scenario={filter_mode_scenario}"
+    simulate = f"{GAP}tokens={TOKENS}; filter_mode=async; scenario={filter_mode_scenario}"
     if category:
         simulate += f"; category={category}"
-    delta, usage = await measure(STREAM, simulate)
-    assert usage is not None
-    expected = {**request_series(200), **token_series(usage), **streamed(), **finish(reason)}
+    delta, _ = await measure(STREAM, simulate)
+    completion = TOKENS // 2 if category else TOKENS  # a block cuts in halfway
+    expected = {**request_series(200), **token_series(completion), **streamed(),
+                **finish(reason)}
     if category:
         expected[series("aoai_proxy_content_filter_events_total", **DC, stage="completion",
                         category=category)] = 1
@@ -189,9 +195,8 @@ async def test_abrupt_upstream_disconnect(measure: Measure) -> None:
 
 
 async def test_two_choices(measure: Measure) -> None:
-    delta, usage = await measure({**STREAM, "n": 2}, GAP + "tokens=5")
-    assert usage is not None and usage["completion_tokens"] == 10
-    assert delta == {**request_series(200), **token_series(usage), **streamed(),
+    delta, _ = await measure({**STREAM, "n": 2}, GAP + "tokens=5")
+    assert delta == {**request_series(200), **token_series(2 * 5), **streamed(),
                      **finish("stop", 2)}
 
 
@@ -202,16 +207,15 @@ async def test_error_event_mid_stream(measure: Measure) -> None:
 
 
 async def test_non_stream_usage_and_finish_reason(measure: Measure) -> None:
-    delta, usage = await measure({"messages": MESSAGES}, "reasoning_tokens=3; cached_tokens=2")
-    assert usage is not None and usage["completion_tokens_details"]["reasoning_tokens"] == 3
-    assert delta == {**request_series(200, stream=False), **token_series(usage),
-                     **finish("stop")}
+    delta, _ = await measure({"messages": MESSAGES},
+                             f"tokens={TOKENS}; reasoning_tokens=3; cached_tokens=2")
+    assert delta == {**request_series(200, stream=False),
+                     **token_series(TOKENS + 3, reasoning=3, cached=2), **finish("stop")}
 
 
 async def test_non_stream_content_filter(measure: Measure) -> None:
-    delta, usage = await measure({"messages": MESSAGES}, "scenario=content_filter")
-    assert usage is not None
-    assert delta == {**request_series(200, stream=False), **token_series(usage),
+    delta, _ = await measure({"messages": MESSAGES}, f"tokens={TOKENS}; scenario=content_filter")
+    assert delta == {**request_series(200, stream=False), **token_series(TOKENS // 2),
                      **finish("content_filter"),
                      series("aoai_proxy_content_filter_events_total", **DC, stage="completion",
                             category="violence"): 1}
@@ -219,15 +223,14 @@ async def test_non_stream_content_filter(measure: Measure) -> None:
 
 async def test_exact_usage_without_the_client_asking(
         http: aiohttp.ClientSession, proxy: Running, simulator: Running) -> None:
+    default = SimulatorConfig().tokens  # the `simulator` fixture's, asked for by no header
     status, body = await post(http, proxy, STREAM)
-    usage = simulator.app[SIM_STATS].last_usage
-    assert status == 200 and usage is not None
+    assert status == 200
     assert b'"usage":{' not in body and body.endswith(b"data: [DONE]\n\n")
-    assert proxy.sample("aoai_proxy_tokens_total", **DC, token_type="completion") == \
-        usage["completion_tokens"] == 20
+    assert proxy.sample("aoai_proxy_tokens_total", **DC, token_type="completion") == default
     status, body = await post(http, proxy, {**STREAM, "stream_options": {"include_usage": True}})
     assert body.count(b'"usage":{') == 1
-    assert proxy.sample("aoai_proxy_tokens_total", **DC, token_type="completion") == 40
+    assert proxy.sample("aoai_proxy_tokens_total", **DC, token_type="completion") == 2 * default
     assert proxy.sample("aoai_proxy_estimated_completion_tokens_total", **DC) == 0
 
 

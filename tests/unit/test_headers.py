@@ -25,8 +25,7 @@ CLIENT = h(("Host", "proxy:8080"), ("api-key", "client-key"),
 
 
 def test_hop_by_hop_and_host_dropped_end_to_end_kept() -> None:
-    out = upstream_request_headers(CLIENT, api_key=None, client_ip="10.0.0.5", scheme="http",
-                                   keep_content_length=False)
+    out = upstream_request_headers(CLIENT, api_key=None, client_ip="10.0.0.5", scheme="http")
     for gone in ("Host", "Connection", "X-Hop", "Keep-Alive", "TE", "Content-Length"):
         assert gone not in out
     assert out["X-Stainless-Lang"] == "python"
@@ -36,23 +35,20 @@ def test_hop_by_hop_and_host_dropped_end_to_end_kept() -> None:
 
 
 def test_client_credentials_pass_when_proxy_holds_no_key() -> None:
-    out = upstream_request_headers(CLIENT, api_key=None, client_ip=None, scheme="http",
-                                   keep_content_length=True)
+    out = upstream_request_headers(CLIENT, api_key=None, client_ip=None, scheme="http")
     assert out["api-key"] == "client-key"
     assert out["Authorization"] == "Bearer client-key"
-    assert out["Content-Length"] == "12"
 
 
 def test_configured_key_replaces_every_client_credential() -> None:
-    out = upstream_request_headers(CLIENT, api_key="azure-key", client_ip=None, scheme="https",
-                                   keep_content_length=False)
+    out = upstream_request_headers(CLIENT, api_key="azure-key", client_ip=None, scheme="https")
     assert out.getall("api-key") == ["azure-key"]
     assert "Authorization" not in out
 
 
 def test_forwarded_for_is_appended() -> None:
     out = upstream_request_headers(h(("X-Forwarded-For", "1.2.3.4")), api_key=None,
-                                   client_ip="10.0.0.5", scheme="http", keep_content_length=False)
+                                   client_ip="10.0.0.5", scheme="http")
     assert out["X-Forwarded-For"] == "1.2.3.4, 10.0.0.5"
 
 

@@ -1,5 +1,5 @@
-"""The shared watchdog: guards fire on a synthetic clock (check(now) is called directly; the
-ticker itself is set far beyond the test's length, so no test depends on real time)."""
+"""The shared watchdog: guards fire on a synthetic clock (`fire_if_due(now)` is called directly;
+the ticker itself is set far beyond the test's length, so no test depends on real time)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ async def test_response_guard_fires_at_its_deadline_and_not_before() -> None:
     before = dog.now()
     task, watch, _ = await guarded(dog, lambda w: w.expect_response(5.0))
     after = dog.now()
-    assert not watch.check(before + 4.9)
-    assert watch.check(after + 5.0)
+    assert not watch.fire_if_due(before + 4.9)
+    assert watch.fire_if_due(after + 5.0)
     assert await task == "timed out"
     assert task.cancelling() == 0  # the guard took its own cancellation back
     assert not dog.watches
@@ -53,13 +53,13 @@ async def test_idle_guard_counts_quiet_time_from_the_last_piece_or_write() -> No
     start = dog.now()
     task, watch, release = await guarded(dog, lambda w: w.expect_pieces(2.0))
     watch.pieces += 1
-    assert not watch.check(start + 1.5)  # a piece came: quiet from here
-    assert not watch.check(start + 3.4)
+    assert not watch.fire_if_due(start + 1.5)  # a piece came: quiet from here
+    assert not watch.fire_if_due(start + 3.4)
     watch.writing = True  # waiting on a slow client is not upstream silence
-    assert not watch.check(start + 30.0)
+    assert not watch.fire_if_due(start + 30.0)
     watch.writing = False
-    assert not watch.check(start + 31.9)
-    assert watch.check(start + 32.0)
+    assert not watch.fire_if_due(start + 31.9)
+    assert watch.fire_if_due(start + 32.0)
     assert await task == "timed out"
     release.set()
     dog.stop()
@@ -70,7 +70,7 @@ async def test_a_cancellation_from_elsewhere_wins_over_the_guard() -> None:
     dog.start()
     task, watch, _ = await guarded(dog, lambda w: w.expect_response(1.0))
     task.cancel()  # the client left
-    assert watch.check(dog.now() + 1.0)  # and the guard fired in the same instant
+    assert watch.fire_if_due(dog.now() + 1.0)  # and the guard fired in the same instant
     try:
         await task
     except asyncio.CancelledError:

@@ -1,4 +1,4 @@
-"""The load generator: streams with a timestamp per SSE event, and a non-stream request loop.
+"""The benchmark's timed client: streams with a timestamp per SSE event, and a non-stream loop.
 
 It runs in the benchmark's own process (pinned next to the simulator) and does as little as
 it can per piece: split on the blank line that ends an event, note the time, recognise a
@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-CHAT_PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+from proxy.vocabulary import DEFAULT_API_VERSION
+
+CHAT_PATH = f"/openai/deployments/gpt-4o/chat/completions?api-version={DEFAULT_API_VERSION}"
 _MESSAGES = [{"role": "user", "content": "Benchmark me."}]
 STREAM_BODY = json.dumps({"messages": _MESSAGES, "stream": True}).encode()
 PLAIN_BODY = json.dumps({"messages": _MESSAGES}).encode()
