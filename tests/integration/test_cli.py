@@ -42,6 +42,19 @@ async def test_bad_config_exits_2_naming_file_and_every_key(tmp_path: Path) -> N
         assert fragment in err, err
 
 
+async def test_bad_routing_keys_exit_2_naming_file_and_every_key(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text("upstreams:\n  - name: a\n    endpoint: simulator\n    priority: -1\n"
+                    "    weight: 0\n    deployments: [gpt-4o, gpt-4o]\n"
+                    "failover: {max_attempt: 2}\n")
+    code, _, err = await run("--config", str(path))
+    assert code == 2
+    for fragment in (f"{path}: upstreams[0].priority:", f"{path}: upstreams[0].weight:",
+                     f"{path}: upstreams[0].deployments[1]: 'gpt-4o' is listed twice",
+                     f"{path}: failover.max_attempt: unknown key"):
+        assert fragment in err, err
+
+
 async def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     code, _, err = await run("--config", str(tmp_path / "absent.yaml"))
     assert code == 2 and "absent.yaml: cannot read file" in err
