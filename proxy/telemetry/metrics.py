@@ -125,7 +125,7 @@ class Metrics:
         self.parse_errors = Counter(
             p + "stream_parse_errors", "Response events or bodies the observer could not "
             "parse (they were still forwarded).", ("deployment",), registry=registry)
-        self._routing_metrics(registry, routes)
+        self._routing_metrics(registry, deployments, routes)
         # `labels()` costs microseconds (argument checks, a lock); label values are bounded,
         # so each bound child is looked up once and then taken from this dict.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -230,7 +230,7 @@ class Metrics:
 
     # ------------------------------------------------------------------------------- routing
 
-    def _routing_metrics(self, registry: CollectorRegistry,
+    def _routing_metrics(self, registry: CollectorRegistry, deployments: Sequence[str],
                          routes: Sequence[tuple[str, str]]) -> None:
         p = "aoai_proxy_"
         du = ("deployment", "upstream")
@@ -261,7 +261,7 @@ class Metrics:
         for d, u in routes:
             for reason in FAILOVER_REASONS:
                 self.failovers.labels(d, u, reason)
-        for d in dict.fromkeys(d for d, _ in routes):
+        for d in (*deployments, OTHER_DEPLOYMENT):
             self.spillovers.labels(d)
 
     def _record_routing(self, ex: Exchange) -> None:
