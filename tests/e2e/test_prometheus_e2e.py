@@ -28,8 +28,9 @@ import aiohttp
 import pytest
 import yaml
 
+from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.traffic.generator import run_loadgen
-from tests.conftest import Running
+from tests.conftest import DEPLOYMENTS, Running
 from tests.e2e.conftest import (
     ALERTS,
     Prometheus,
@@ -72,6 +73,8 @@ NO_DATA_EXPECTED: dict[str, str] = {}
 ZERO_EXPECTED: dict[str, str] = {
     "Stream parse errors": "the simulator only sends well-formed JSON events and bodies, so "
     "the observer never fails to parse one",
+    "PTU spillovers/s": "the simulator has no provisioned deployments, so Azure's spillover "
+    "header never comes (tests/integration/test_routing.py counts one)",
 }
 
 ROUNDS = 4
@@ -239,8 +242,15 @@ async def test_dashboard_and_alerts_on_real_prometheus(
                  key not in {panel_of(n) for n in names}]
         assert not stale, f"allow-list entries naming no dashboard query: {stale}"
 
-    simulator = await start_simulator()
-    proxy = await start_proxy(simulator.url)
+    simulator, second = await start_simulator(), await start_simulator()
+    # gpt-4o has a second, priority-1 upstream: server errors fail over to it (and it fails
+    # too, so clients still see the 500 the scenario asks for). No cooldown and no failover
+    # on 429: the scenarios' statuses stay what each round expects.
+    proxy = await start_proxy(simulator.url, upstreams=(
+        UpstreamConfig(name="primary", endpoint=simulator.url, deployments=DEPLOYMENTS),
+        UpstreamConfig(name="secondary", endpoint=second.url, deployments=("gpt-4o",),
+                       priority=1),
+    ), failover=FailoverConfig(on_status=(500, 502, 503, 504), cooldown_seconds=0))
     job = shipped_job_name()
     prom = await start_prometheus(proxy.url.removeprefix("http://"))
 

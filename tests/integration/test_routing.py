@@ -315,3 +315,41 @@ async def test_every_response_says_where_it_was_served(
             assert response.status == status
             assert response.headers["x-aoai-proxy-upstream"] == upstream
             assert response.headers["x-aoai-proxy-attempts"] == "1"
+
+
+async def test_azure_spillover_stays_transparent_and_is_counted(
+        start_server: Start, http: aiohttp.ClientSession) -> None:
+    @web.middleware
+    async def spilled(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if request.headers.get("x-ms-spillover-deployment"):
+            response.headers["x-ms-spillover-from-deployment"] = "gpt-4o-ptu"
+        return response
+
+    app = create_simulator_app(SimulatorConfig(deployments=("gpt-4o",)))
+    app.middlewares.append(spilled)
+    ptu = await start_server(app)
+    proxy = await routed_proxy(start_server, [up("ptu", ptu)])
+    for spill in ("gpt-4o-paygo", ""):
+        headers = {"api-key": "k", **({"x-ms-spillover-deployment": spill} if spill else {})}
+        async with http.post(proxy.url + chat_path(), json={"messages": MESSAGES},
+                             headers=headers) as response:
+            assert response.status == 200
+            assert ("x-ms-spillover-from-deployment" in response.headers) == bool(spill)
+    assert ptu.app[SIM_STATS].requests[0].headers["x-ms-spillover-deployment"] == "gpt-4o-paygo"
+    assert proxy.sample("aoai_proxy_spillovers_total", deployment="gpt-4o") == 1
+
+
+def test_start_up_warns_when_a_deployments_upstreams_mix_keys_and_client_credentials(
+        caplog: Any) -> None:
+    config = Config(upstreams=(
+        UpstreamConfig(name="a", endpoint="https://a.example", deployments=("gpt-4o", "mini"),
+                       api_key="key-a"),
+        UpstreamConfig(name="b", endpoint="https://b.example", deployments=("gpt-4o",)),
+        UpstreamConfig(name="c", endpoint="https://c.example", deployments=("mini",),
+                       api_key="key-c")))
+    with caplog.at_level("WARNING", logger="aoai_stream_proxy"):
+        create_app(config, CollectorRegistry())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "'gpt-4o'" in warnings[0], warnings
+    assert "Entra ID" in warnings[0] and "key-a" not in warnings[0]
