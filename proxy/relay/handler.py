@@ -48,6 +48,9 @@ UPSTREAM_HEADER = "x-aoai-proxy-upstream"
 ATTEMPTS_HEADER = "x-aoai-proxy-attempts"
 _FAILOVER_ERRORS = frozenset({ERROR_CONNECT, ERROR_TIMEOUT})
 _SPILLOVER_FROM = "x-ms-spillover-from"
+# A failed-over answer's body is read this long at most: the next candidate must not wait for
+# a slow error body.
+_DRAIN_SECONDS = 0.5
 
 Answer = tuple[aiohttp.ClientResponse, bytes | None]
 """An upstream response and, when it was read to check it, its body."""
@@ -181,8 +184,26 @@ async def _first_answer(request: web.Request, state: ProxyState, ex: Exchange, b
                                    state.router.classify_status(response.status, wait))
             if following is None:
                 return response, prefetched
-            response.release()
+            await _discard(response)
         candidate = following
+
+
+async def _discard(response: aiohttp.ClientResponse) -> None:
+    """Drop an answer given up on; its (small) error body is read first so the connection
+    goes back to the pool instead of a new one being opened for the next failover."""
+    size = 0
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for piece in response.content.iter_any():
+                size += len(piece)
+                if size > _MAX_ERROR_BODY:
+                    break
+    except (TimeoutError, aiohttp.ClientError):
+        size = _MAX_ERROR_BODY + 1
+    if size > _MAX_ERROR_BODY:
+        response.close()
+    else:
+        response.release()
 
 
 def _fail_over(ex: Exchange, attempts: Attempts, candidate: Candidate,
