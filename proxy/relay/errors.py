@@ -21,7 +21,8 @@ def all_cooling_down(deployment: str, wait: float) -> web.Response:
     """The proxy's own 429 when every upstream for `deployment` is cooling down.
 
     `retry-after-ms` (which openai-python and openai-node prefer) and `retry-after` say when
-    the first of them is back, so an SDK's built-in retry waits exactly long enough.
+    the first of them is back, so an SDK's built-in retry waits exactly long enough
+    (docs/routing-wire.md).
     """
     seconds = max(1, math.ceil(wait))
     response = azure_error(429, "429", f"Every upstream serving deployment {deployment!r} is "
