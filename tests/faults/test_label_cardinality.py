@@ -16,7 +16,13 @@ from yarl import URL
 
 from proxy.config import ClientConfig
 from proxy.observe.semantics import FILTER_CATEGORIES, OTHER
-from proxy.telemetry.metrics import ERROR_TYPES, FINISH_REASONS, INCOMPLETE, TOKEN_TYPES
+from proxy.telemetry.metrics import (
+    ERROR_TYPES,
+    FAILOVER_REASONS,
+    FINISH_REASONS,
+    INCOMPLETE,
+    TOKEN_TYPES,
+)
 from tests.conftest import DEPLOYMENTS, Running
 from tests.faults.conftest import StartRawUpstream
 from tests.faults.faultkit import RawRequest
@@ -57,13 +63,16 @@ def allowed_values(label: str) -> set[str] | None:
         "deployment": {*DEPLOYMENTS, "other"},
         "client": {"app", "unknown"},
         "stream": {"true", "false"},
-        "status_code": {str(s) for s in range(100, 600)} | {"other"},
+        # upstream_requests_total: an attempt without an answer is labelled by its error type.
+        "status_code": {str(s) for s in range(100, 600)} | {"other", *ERROR_TYPES},
         "finish_reason": {*FINISH_REASONS, INCOMPLETE, "other"},
         "error_type": set(ERROR_TYPES),
         "token_type": set(TOKEN_TYPES),
         "stage": {"prompt", "completion"},
         "category": {*FILTER_CATEGORIES, OTHER},
         "resource": {"requests", "tokens"},
+        "upstream": {"primary"},
+        "reason": set(FAILOVER_REASONS),
     }
     if label == "le":
         return None
