@@ -8,6 +8,7 @@ test states. Everything listens on 127.0.0.1 with ephemeral ports.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import random
@@ -25,7 +26,7 @@ from proxy.app import create_app
 from proxy.config import Config, FailoverConfig, SimulatorCapacity, UpstreamConfig
 from proxy.routing.router import Router
 from proxy.simulator import SIM_STATS, SimulatorConfig, create_simulator_app
-from tests.conftest import API_VERSION, Running, chat_path
+from tests.conftest import API_VERSION, DEPLOYMENTS, Running, chat_path
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 Start = Callable[[web.Application], Awaitable[Running]]
@@ -353,3 +354,43 @@ def test_start_up_warns_when_a_deployments_upstreams_mix_keys_and_client_credent
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "'gpt-4o'" in warnings[0], warnings
     assert "Entra ID" in warnings[0] and "key-a" not in warnings[0]
+
+
+async def test_connect_failures_and_response_timeouts_fail_over(
+        start_server: Start, http: aiohttp.ClientSession) -> None:
+    stalled = asyncio.Event()
+
+    async def never(request: web.Request) -> web.Response:
+        stalled.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    silent_app = web.Application()
+    silent_app.router.add_route("*", "/{tail:.*}", never)
+    silent = await start_server(silent_app)
+    healthy = await region(start_server)
+    config = Config(upstreams=(
+        UpstreamConfig(name="closed", endpoint="http://127.0.0.1:9", deployments=("gpt-4o",)),
+        UpstreamConfig(name="silent", endpoint=silent.url, deployments=("gpt-4o-mini",)),
+        UpstreamConfig(name="healthy", endpoint=healthy.url, deployments=DEPLOYMENTS,
+                       priority=1)), access_log=False)
+    config = dataclasses.replace(config, timeouts=dataclasses.replace(config.timeouts,
+                                                                      response=0.5))
+    registry = CollectorRegistry()
+    proxy = await start_server(create_app(config, registry))
+    proxy.registry = registry
+    for deployment, given_up in (("gpt-4o", "closed"), ("gpt-4o-mini", "silent")):
+        async with http.post(proxy.url + chat_path(deployment), json={"messages": MESSAGES},
+                             headers={"api-key": "k"}) as response:
+            assert response.status == 200
+            assert response.headers["x-aoai-proxy-upstream"] == "healthy"
+            assert response.headers["x-aoai-proxy-attempts"] == "2"
+        reason = "connect" if given_up == "closed" else "timeout"
+        assert proxy.sample("aoai_proxy_failovers_total", deployment=deployment,
+                            upstream=given_up, reason=reason) == 1
+        assert proxy.sample("aoai_proxy_upstream_requests_total", deployment=deployment,
+                            upstream=given_up, status_code=reason) == 1
+        # An absorbed failure is not an upstream error of the request: the client got its answer.
+        assert proxy.sample("aoai_proxy_upstream_errors_total", deployment=deployment,
+                            error_type=reason) == 0
+    assert stalled.is_set()
