@@ -28,13 +28,13 @@ import aiohttp
 import pytest
 import yaml
 
-from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.traffic.generator import run_loadgen
-from tests.conftest import DEPLOYMENTS, Running
+from tests.conftest import Running
 from tests.e2e.conftest import (
     ALERTS,
     Prometheus,
     PrometheusFactory,
+    routed,
     send_round,
     shipped_job_name,
     wait_until_idle,
@@ -243,14 +243,7 @@ async def test_dashboard_and_alerts_on_real_prometheus(
         assert not stale, f"allow-list entries naming no dashboard query: {stale}"
 
     simulator, second = await start_simulator(), await start_simulator()
-    # gpt-4o has a second, priority-1 upstream: server errors fail over to it (and it fails
-    # too, so clients still see the 500 the scenario asks for). No cooldown and no failover
-    # on 429: the scenarios' statuses stay what each round expects.
-    proxy = await start_proxy(simulator.url, upstreams=(
-        UpstreamConfig(name="primary", endpoint=simulator.url, deployments=DEPLOYMENTS),
-        UpstreamConfig(name="secondary", endpoint=second.url, deployments=("gpt-4o",),
-                       priority=1),
-    ), failover=FailoverConfig(on_status=(500, 502, 503, 504), cooldown_seconds=0))
+    proxy = await start_proxy(simulator.url, **routed(simulator, second))
     job = shipped_job_name()
     prom = await start_prometheus(proxy.url.removeprefix("http://"))
 
