@@ -39,6 +39,7 @@ _NO_CLIENT = {
     "aoai_proxy_failovers_total",
     "aoai_proxy_upstream_cooling_down",
     "aoai_proxy_spillovers_total",
+    "aoai_proxy_cooling_down_rejections_total",
     "aoai_proxy_upstream_time_to_first_token_seconds",
     "aoai_proxy_upstream_request_duration_seconds",
 }
@@ -712,10 +713,18 @@ def routing_row(lay: Layout) -> None:
     )
     lay.add(
         timeseries(
-            "Failovers/s by reason",
+            "Failovers/s by reason, and the proxy's own 429s",
             "Attempts given up on for another upstream before any byte reached the client, "
-            "by the upstream given up on and why (429, 5xx, 4xx, connect, timeout).",
-            [target(rate(failovers, by="upstream, reason"), "{{upstream}} {{reason}}")],
+            "by the upstream given up on and why (429, 5xx, 4xx, connect, timeout); and "
+            "requests the proxy answered 429 itself because every upstream was cooling down.",
+            [
+                target(rate(failovers, by="upstream, reason"), "{{upstream}} {{reason}}", "A"),
+                target(
+                    rate("aoai_proxy_cooling_down_rejections_total"),
+                    "{{deployment}} own 429 (all cooling)",
+                    "B",
+                ),
+            ],
             "reqps",
             stack=True,
         ),

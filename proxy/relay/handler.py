@@ -94,8 +94,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         ex.client = state.clients.get(digest, UNKNOWN_CLIENT) if digest else UNKNOWN_CLIENT
     try:
         if state.config.require_client_auth and ex.client == UNKNOWN_CLIENT:
-            return _unauthorized(state, ex)
-        response = await _handle(request, state, ex)
+            response: web.StreamResponse = _unauthorized(state, ex)
+        else:
+            response = await _handle(request, state, ex)
         if not response.prepared:
             response.headers.update(served_by(ex))
         return response

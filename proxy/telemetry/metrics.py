@@ -242,6 +242,10 @@ class Metrics:
             p + "failovers", "Attempts given up on for another upstream before any byte "
             "reached the client, by the upstream given up on and why.", (*du, "reason"),
             registry=registry)
+        self.cooling_rejections = Counter(
+            p + "cooling_down_rejections", "Requests the proxy answered 429 itself because "
+            "every upstream of the deployment was cooling down (no upstream was asked).",
+            ("deployment",), registry=registry)
         self.spillovers = Counter(
             p + "spillovers", "Responses Azure served from a PTU deployment's spillover "
             "deployment (x-ms-spillover-from-*).", ("deployment",), registry=registry)
@@ -263,6 +267,8 @@ class Metrics:
                 self.failovers.labels(d, u, reason)
         for d in (*deployments, OTHER_DEPLOYMENT):
             self.spillovers.labels(d)
+        for d in dict.fromkeys(d for d, _ in routes):
+            self.cooling_rejections.labels(d)
 
     def _record_routing(self, ex: Exchange) -> None:
         d = ex.deployment
@@ -274,6 +280,8 @@ class Metrics:
             self._child(self.failovers, d, upstream, reason).inc()
         if ex.spillover:
             self._child(self.spillovers, d).inc()
+        if ex.cooling_wait is not None:
+            self._child(self.cooling_rejections, d).inc()
         if ex.upstream is None or ex.attempt_started is None:
             return
         if ex.ended_at is not None:

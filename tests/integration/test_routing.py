@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import random
 from collections import Counter
@@ -188,9 +187,9 @@ async def test_aliases_rewrite_the_path_and_the_v1_model_and_nothing_else(
         up("first", throttled),
         up("second", renamed, priority=1, aliases=(("gpt-4o", "gpt-4o-global"),))])
     # Odd but valid JSON: spacing, escapes, number forms and key order must survive.
-    sent = ('{ "messages" : [{"role":"user","content":"caf\\u00e9 \\"model\\": gpt-4o"}],'
-            '\n "temperature": 1.0e0, "model"  :  "gpt-4o", "metadata": {"model": "gpt-4o"} }'
-            ).encode()
+    sent = (b'{ "messages" : [{"role":"user","content":"caf\\u00e9 \\"model\\": gpt-4o"}],'
+            b'\n "temperature": 1.0e0, "model"  :  "gpt-4o", "metadata": {"model": "gpt-4o"} }'
+            )
     classic = sent.replace(b'"model"  :  "gpt-4o", ', b"")
     async with http.post(proxy.url + chat_path() + "&x=1", data=classic,
                          headers={"api-key": "k", "content-type": "application/json"}) as r:
@@ -241,7 +240,15 @@ async def test_every_candidate_cooling_gives_the_proxys_own_429_then_the_sdk_ret
     assert raw.parse().choices[0].finish_reason == "stop"
     assert raw.retries_taken == 1
     labels = {"deployment": "gpt-4o", "client": "unknown"}
-    assert proxy.sample("aoai_proxy_rate_limited_total", **labels) == 3
+    assert proxy.sample("aoai_proxy_rate_limited_total", **labels) == 3  # the proxy's own too
+    assert proxy.sample("aoai_proxy_cooling_down_rejections_total", deployment="gpt-4o") == 2
+    # 4 requests: 2 attempts (1 failover) + 0 + 0 + 1 attempt.
+    async with http.get(proxy.url + "/metrics",
+                        headers={"Accept-Encoding": "identity"}) as response:
+        totals = sums(await response.text())
+    assert totals["aoai_proxy_upstream_requests_total"] == 3 == (
+        totals["aoai_proxy_requests_total"] - totals["aoai_proxy_cooling_down_rejections_total"]
+        + totals["aoai_proxy_failovers_total"])
 
 
 async def test_load_over_one_regions_quota_reaches_clients_without_a_429_and_adds_up(
@@ -278,10 +285,10 @@ async def test_load_over_one_regions_quota_reaches_clients_without_a_429_and_add
     attempts = totals["aoai_proxy_upstream_requests_total"]
     requests = totals["aoai_proxy_requests_total"]
     failovers = totals["aoai_proxy_failovers_total"]
-    own_429 = 0.0  # a candidate was always ready: sweden never cooled
+    own_429 = totals["aoai_proxy_cooling_down_rejections_total"]
     assert totals.get("aoai_proxy_rate_limited_total", 0) == 0
     assert attempts == requests - own_429 + failovers
-    assert failovers > 0 and requests == 60
+    assert failovers > 0 and requests == 60 and own_429 == 0  # sweden never cooled
     assert proxy.sample("aoai_proxy_upstream_requests_total", deployment="gpt-4o",
                         upstream="eastus", status_code="429") == failovers
     assert proxy.sample("aoai_proxy_upstream_cooling_down", deployment="gpt-4o",

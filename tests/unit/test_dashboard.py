@@ -45,6 +45,7 @@ CONTRACT_LABELS: dict[str, set[str]] = {
     "aoai_proxy_failovers_total": {"deployment", "upstream", "reason"},
     "aoai_proxy_upstream_cooling_down": {"deployment", "upstream"},
     "aoai_proxy_spillovers_total": {"deployment"},
+    "aoai_proxy_cooling_down_rejections_total": {"deployment"},
     "aoai_proxy_upstream_time_to_first_token_seconds": {"deployment", "upstream"},
     "aoai_proxy_upstream_request_duration_seconds": {"deployment", "upstream"},
 }
