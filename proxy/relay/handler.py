@@ -201,6 +201,9 @@ async def _discard(response: aiohttp.ClientResponse) -> None:
                     break
     except (TimeoutError, aiohttp.ClientError):
         size = _MAX_ERROR_BODY + 1
+    except asyncio.CancelledError:  # the client left meanwhile
+        response.close()
+        raise
     if size > _MAX_ERROR_BODY:
         response.close()
     else:
