@@ -12,7 +12,14 @@ from collections.abc import Sequence
 
 from proxy import __version__
 from proxy.app import create_app
-from proxy.config import Config, ConfigError, ListenConfig, UpstreamConfig, load_config
+from proxy.config import (
+    Config,
+    ConfigError,
+    ListenConfig,
+    SimulatorCapacity,
+    UpstreamConfig,
+    load_config,
+)
 from proxy.runtime.server import serve, start, wait_for_signal
 from proxy.runtime.workers import Supervisor, worker_count, worker_registries
 from proxy.traffic import options as loadgen_options
@@ -20,6 +27,10 @@ from proxy.vocabulary import DEFAULT_API_VERSION, DEFAULT_DEPLOYMENTS
 
 log = logging.getLogger("aoai_stream_proxy")
 DEMO_DEPLOYMENTS = DEFAULT_DEPLOYMENTS
+# The demo's sample traffic asks for about 12,000 tokens a minute; its first region takes less
+# than half of that, so a new user sees the proxy fail over to the second region (and come
+# back once the first region's minute has moved on) within the first minute.
+DEMO_PRIMARY_TPM = 5000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--token-delay", type=float, default=0.0, metavar="SECONDS")
     simulate.add_argument("--api-key", action="append", default=[],
                           help="accept only this key (repeatable; default: any key)")
+    simulate.add_argument("--rpm", type=_positive, default=None, metavar="N",
+                          help="requests per sliding minute before answering 429 (default: "
+                               "no quota)")
+    simulate.add_argument("--tpm", type=_positive, default=None, metavar="N",
+                          help="tokens per sliding minute before answering 429")
     demo = commands.add_parser("demo", help="simulator + proxy + sample traffic, no Azure needed")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
@@ -50,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen_options.add_arguments(
         commands.add_parser("loadgen", help="send a realistic request mix"))
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
 
 
 def _serve_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -109,7 +132,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     tokens = {} if args.tokens is None else {"tokens": args.tokens}
     config = SimulatorConfig(first_token_delay=args.first_token_delay,
                              token_delay=args.token_delay, api_keys=tuple(args.api_key),
-                             **tokens)
+                             rpm=args.rpm, tpm=args.tpm, **tokens)
     runner, port = await start(create_simulator_app(config), args.host, args.port)
     log.info("simulated Azure OpenAI listening on http://%s:%d (deployments: %s)",
              args.host, port, ", ".join(config.deployments))
@@ -123,8 +146,12 @@ async def _simulate(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     config = Config(
         listen=ListenConfig(host=args.host, port=args.port),
-        upstreams=(UpstreamConfig(name="simulator", endpoint="simulator",
-                                  deployments=DEMO_DEPLOYMENTS),),
+        upstreams=(
+            UpstreamConfig(name="sim-eastus", endpoint="simulator", deployments=DEMO_DEPLOYMENTS,
+                           priority=0, simulator=SimulatorCapacity(tpm=DEMO_PRIMARY_TPM)),
+            UpstreamConfig(name="sim-sweden", endpoint="simulator", deployments=DEMO_DEPLOYMENTS,
+                           priority=1),
+        ),
         source="demo")
     runner, port = await start(create_app(config), args.host, args.port)
     base = f"http://{args.host}:{port}"
@@ -149,9 +176,12 @@ async def _demo(args: argparse.Namespace) -> int:
 def _demo_banner(base: str) -> str:
     return f"""Open {base}/ to see why streaming matters (stream vs no stream, in your browser).
 
-aoai-stream-proxy demo: the proxy is forwarding to a built-in simulated Azure OpenAI
-(deployments {", ".join(DEMO_DEPLOYMENTS)}); sample traffic is flowing through it, and each
-request it finishes is logged below as one JSON line.
+aoai-stream-proxy demo: the proxy is forwarding to two built-in simulated Azure OpenAI
+regions (deployments {", ".join(DEMO_DEPLOYMENTS)}); sample traffic is flowing through it, and
+each request it finishes is logged below as one JSON line ("upstream" says which region).
+sim-eastus is tried first but allows only {DEMO_PRIMARY_TPM:,} tokens a minute: once it answers
+429 the proxy sends the rest to sim-sweden until eastus's retry-after has passed, and clients
+never see that 429 (watch aoai_proxy_failovers_total and x-aoai-proxy-upstream).
 
   Metrics      {base}/metrics
   Health       {base}/healthz

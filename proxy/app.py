@@ -21,6 +21,7 @@ from proxy.relay.errors import azure_error
 from proxy.relay.handler import STATE, ProxyState, handle
 from proxy.relay.usage import RejectionMemory
 from proxy.relay.watchdog import Watchdog, tick_for
+from proxy.routing.router import Router, mixed_credentials
 from proxy.runtime.lifecycle import LIFECYCLE, Lifecycle
 from proxy.telemetry.accesslog import access_logger
 from proxy.telemetry.metrics import Metrics
@@ -34,15 +35,25 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 def create_app(config: Config, registry: CollectorRegistry | None = None, *,
                exposition: CollectorRegistry | None = None,
-               lifecycle: Lifecycle | None = None) -> web.Application:
+               lifecycle: Lifecycle | None = None,
+               router: Router | None = None) -> web.Application:
     """The proxy. `registry` holds its metrics (tests give each app a fresh one);
-    `exposition` is what `/metrics` serves (a multiprocess collector with workers)."""
+    `exposition` is what `/metrics` serves (a multiprocess collector with workers);
+    `router` lets tests drive routing's clock and random choices."""
     app = web.Application(client_max_size=config.limits.max_request_body_bytes)
     registry = registry if registry is not None else CollectorRegistry()
     app[REGISTRY] = registry
     app[LIFECYCLE] = lifecycle if lifecycle is not None else Lifecycle()
-    metrics = Metrics(registry, config.deployments, [c.name for c in config.clients])
-    app.cleanup_ctx.append(_upstream_resources(config, metrics))
+    router = router if router is not None else Router.from_upstreams(config.upstreams,
+                                                                     config.failover)
+    routes = [(d, c.upstream) for d, cs in router.table.items() if len(cs) > 1 for c in cs]
+    metrics = Metrics(registry, config.deployments, [c.name for c in config.clients], routes)
+    metrics.cooling.source = router.cooling
+    if exposition is not None and exposition is not registry:
+        # Cooldowns are this process's state, read at scrape time: not in multiprocess files.
+        exposition.register(metrics.cooling)
+    _warn_mixed_credentials(config)
+    app.cleanup_ctx.append(_upstream_resources(config, metrics, router))
     if config.admin is None:
         _add_admin_routes(app, config, exposition or registry, app[LIFECYCLE])
     cors.install(app, config.cors)
@@ -85,8 +96,15 @@ def _add_admin_routes(app: web.Application, config: Config, exposition: Collecto
     app.router.add_get(config.metrics.path, metrics)
 
 
-def _upstream_resources(
-        config: Config, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
+def _warn_mixed_credentials(config: Config) -> None:
+    for deployment in mixed_credentials(config.upstreams):
+        log.warning("deployment %r has upstreams with an api_key and upstreams without one: "
+                    "those without get the client's credentials, which work across resources "
+                    "only for Entra ID tokens, not for resource keys", deployment)
+
+
+def _upstream_resources(config: Config, metrics: Metrics,
+                        router: Router) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         session = _client_session(config)
         runners: list[web.AppRunner] = []
@@ -104,7 +122,8 @@ def _upstream_resources(
                 config=config, metrics=metrics, session=session, bases=bases,
                 clients={c.key_sha256: c.name for c in config.clients},
                 rejections=RejectionMemory(), access_log=access_logger(config.access_log),
-                watchdog=watchdog)
+                watchdog=watchdog, router=router,
+                upstreams={u.name: u for u in config.upstreams})
             yield
         finally:
             watchdog.stop()
@@ -137,8 +156,12 @@ async def _start_simulator(upstream: UpstreamConfig) -> tuple[web.AppRunner, str
 
     # The built-in simulator plays a realistic model (first token after 150 ms, then 20 ms
     # per token), so the demo's dashboards show what real streams look like.
-    config = SimulatorConfig(deployments=upstream.deployments or SimulatorConfig().deployments,
-                             first_token_delay=0.15, token_delay=0.02)
+    capacity = upstream.simulator
+    served = tuple(dict.fromkeys(upstream.deployment_for(d) for d in upstream.deployments))
+    config = SimulatorConfig(deployments=served or SimulatorConfig().deployments,
+                             first_token_delay=0.15, token_delay=0.02,
+                             rpm=capacity.rpm if capacity else None,
+                             tpm=capacity.tpm if capacity else None)
     runner = web.AppRunner(create_simulator_app(config), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

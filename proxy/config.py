@@ -18,6 +18,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from proxy.routing import settings as routing
+from proxy.routing.settings import FailoverConfig, SimulatorCapacity
+
+__all__ = ["SIMULATOR_ENDPOINT", "ClientConfig", "Config", "ConfigError", "FailoverConfig",
+           "LimitsConfig", "ListenConfig", "MetricsConfig", "ShutdownConfig",
+           "SimulatorCapacity", "TimeoutsConfig", "UpstreamConfig", "load_config",
+           "parse_config"]
+
 SIMULATOR_ENDPOINT = "simulator"
 """The endpoint value that starts the built-in simulated upstream inside the proxy process."""
 
@@ -48,10 +56,26 @@ class UpstreamConfig:
     api_key: str | None = field(default=None, repr=False)
     """When set, sent upstream as `api-key` instead of the client's credentials."""
     deployments: tuple[str, ...] = ()
+    """The deployment names clients use (the `deployment` label values)."""
+    priority: int = 0
+    """Lower is tried first among the upstreams that list a deployment."""
+    weight: float = 1.0
+    """Share of requests among upstreams of the same priority."""
+    aliases: tuple[tuple[str, str], ...] = ()
+    """(client-facing name, this resource's deployment name) where the two differ."""
+    simulator: SimulatorCapacity | None = None
+    """Quota of the built-in simulator (only with `endpoint: simulator`)."""
 
     @property
     def is_simulator(self) -> bool:
         return self.endpoint == SIMULATOR_ENDPOINT
+
+    def deployment_for(self, name: str) -> str:
+        """What this resource calls the deployment clients call `name`."""
+        for alias, target in self.aliases:
+            if alias == name:
+                return target
+        return name
 
 
 @dataclass(frozen=True)
@@ -127,6 +151,7 @@ class Config:
     admin: ListenConfig | None = None
     """Where `/metrics`, `/healthz` and `/readyz` are served; None = on the proxy's own port."""
     shutdown: ShutdownConfig = ShutdownConfig()
+    failover: FailoverConfig = field(default_factory=FailoverConfig)
     require_client_auth: bool = False
     """Answer 401 to requests whose key matches no configured client."""
     inject_stream_usage: bool = True
@@ -204,6 +229,7 @@ class _Reader:
             metrics=self.metrics(section.get("metrics", {})),
             admin=self.listen(section["admin"], key="admin") if "admin" in section else None,
             shutdown=self.shutdown(section.get("shutdown", {})),
+            failover=routing.failover(self, section.get("failover", {})),
             require_client_auth=bool(require_auth),
             inject_stream_usage=self.scalar(
                 "inject_stream_usage", section.get("inject_stream_usage", True), _to_bool
@@ -305,7 +331,8 @@ class _Reader:
         return tuple(found)
 
     def upstream(self, key: str, raw: Any) -> UpstreamConfig | None:
-        section = self.mapping(key, raw, frozenset({"name", "endpoint", "api_key", "deployments"}))
+        section = self.mapping(key, raw, frozenset({"name", "endpoint", "api_key", "deployments"})
+                               | routing.UPSTREAM_KEYS)
         if section is None:
             return None
         name = self.scalar(f"{key}.name", section.get("name", "primary"), _to_name)
@@ -316,18 +343,16 @@ class _Reader:
         else:
             endpoint = self.scalar(f"{key}.endpoint", section["endpoint"], _to_endpoint)
         api_key = self.scalar(f"{key}.api_key", section.get("api_key"), _to_optional_text)
-        deployments = self.names(f"{key}.deployments", section.get("deployments", []))
+        deployments, aliases = routing.deployments(
+            self, f"{key}.deployments", section.get("deployments", []), _to_name)
+        capacity = routing.simulator_capacity(self, f"{key}.simulator", section.get("simulator"),
+                                              endpoint == SIMULATOR_ENDPOINT)
+        priority, weight = routing.priority(self, key, section), routing.weight(self, key, section)
         if name is None or endpoint is None:
             return None
         return UpstreamConfig(name=name, endpoint=endpoint, api_key=api_key or None,
-                              deployments=deployments)
-
-    def names(self, key: str, raw: Any) -> tuple[str, ...]:
-        if not isinstance(raw, list):
-            self.problem(key, f"expected a list of names, got {_kind(raw)}")
-            return ()
-        values = [self.scalar(f"{key}[{i}]", item, _to_name) for i, item in enumerate(raw)]
-        return tuple(dict.fromkeys(v for v in values if v is not None))
+                              deployments=deployments, aliases=aliases, priority=priority,
+                              weight=weight, simulator=capacity)
 
     def clients(self, raw: Any) -> tuple[ClientConfig, ...]:
         if not isinstance(raw, list):
@@ -413,7 +438,7 @@ class _Reader:
 
 _TOP_KEYS = frozenset({"listen", "upstreams", "clients", "timeouts", "limits", "metrics",
                        "admin", "shutdown", "require_client_auth", "inject_stream_usage",
-                       "access_log", "cors", "ui"})
+                       "access_log", "cors", "ui", "failover"})
 
 
 def _join(key: str, name: object) -> str:

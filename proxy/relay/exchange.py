@@ -48,3 +48,15 @@ class Exchange:
     observation: Observation | None = None
     in_flight: bool = False
     """Counted in the in-flight gauge under `deployment` (which must not change after)."""
+    upstream: str | None = None
+    """The configured upstream whose answer the client got (None: the proxy answered)."""
+    attempts: list[tuple[str, str]] = field(default_factory=list)
+    """(upstream, status code or error type) of every upstream attempt, in order."""
+    failovers: list[tuple[str, str]] = field(default_factory=list)
+    """(upstream given up on, reason) for every attempt that was passed over for another."""
+    attempt_started: float | None = None
+    """When the attempt that served the client was sent (per-upstream latency starts here)."""
+    spillover: bool = False
+    """The answer carried `x-ms-spillover-from-deployment` (Azure's own PTU spillover)."""
+    cooling_wait: float | None = None
+    """Set when every candidate was cooling down and the proxy answered 429 itself."""

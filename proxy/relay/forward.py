@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -115,15 +115,18 @@ async def relay(
     rewrite: Rewriter | None = None,
     prefetched: bytes | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Relay `upstream` to the client piece by piece; `prefetched` is a body already read."""
+    """Relay `upstream` to the client piece by piece; `prefetched` is a body already read;
+    `extra_headers` are the proxy's own, replacing any of the same name from upstream."""
     stream = is_event_stream(upstream.headers)
     ex.stream = ex.stream or stream
     ex.status = upstream.status
+    headers = client_response_headers(upstream.headers, stream=stream)
+    if extra_headers:
+        headers.update(extra_headers)
     response = web.StreamResponse(
-        status=upstream.status, reason=upstream.reason,
-        headers=client_response_headers(upstream.headers, stream=stream),
-    )
+        status=upstream.status, reason=upstream.reason, headers=headers)
     try:
         await response.prepare(request)
         if prefetched is not None:

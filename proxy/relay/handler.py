@@ -1,14 +1,17 @@
 """The one request handler: attribute, forward, observe, record.
 
 Per request: read the body (bounded), find the deployment and the client (bounded label values),
-maybe ask for exact usage, send upstream (retrying once if an old api-version rejects the
-usage option), relay the response through `forward.relay` with the right tap, then record the
-finished `Exchange` in the metrics and the access log, exactly once, whatever happened.
+ask the router which upstream to try, maybe ask for exact usage, send upstream (retrying once if
+an old api-version rejects the usage option), and, while nothing has reached the client yet,
+move on to the next candidate when the answer is one to fail over on. Then relay the response
+through `forward.relay` with the right tap, and record the finished `Exchange` in the metrics
+and the access log, exactly once, whatever happened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +23,8 @@ from proxy.config import Config, UpstreamConfig
 from proxy.observe.sse import UsageChunkStripper
 from proxy.observe.tap import tap_for
 from proxy.relay import ratelimit
-from proxy.relay.errors import azure_error
+from proxy.relay.alias import body_with_model, path_with_deployment
+from proxy.relay.errors import all_cooling_down, azure_error
 from proxy.relay.exchange import Exchange
 from proxy.relay.forward import UpstreamError, error_response, relay, send
 from proxy.relay.headers import credential_digest, is_event_stream, upstream_request_headers
@@ -31,15 +35,26 @@ from proxy.relay.usage import (
     rejects_stream_options,
     with_usage,
 )
-from proxy.relay.watchdog import Watchdog
+from proxy.relay.watchdog import Watch, Watchdog
+from proxy.routing.router import Attempts, Candidate, Failure, Router
 from proxy.runtime.lifecycle import LIFECYCLE
 from proxy.telemetry.accesslog import log_access
 from proxy.telemetry.metrics import Metrics
-from proxy.vocabulary import UNKNOWN_CLIENT
+from proxy.vocabulary import ERROR_CONNECT, ERROR_TIMEOUT, UNKNOWN_CLIENT
 
 # nginx's code for "client closed request": the client left before any response was sent.
 CLIENT_CLOSED = 499
 _MAX_ERROR_BODY = 1 << 20
+UPSTREAM_HEADER = "x-aoai-proxy-upstream"
+ATTEMPTS_HEADER = "x-aoai-proxy-attempts"
+_FAILOVER_ERRORS = frozenset({ERROR_CONNECT, ERROR_TIMEOUT})
+_SPILLOVER_FROM = "x-ms-spillover-from"
+# A failed-over answer's body is read this long at most: the next candidate must not wait for
+# a slow error body.
+_DRAIN_SECONDS = 0.5
+
+Answer = tuple[aiohttp.ClientResponse, bytes | None]
+"""An upstream response and, when it was read to check it, its body."""
 
 
 @dataclass
@@ -55,12 +70,9 @@ class ProxyState:
     access_log: logging.Logger | None
     watchdog: Watchdog
     """Guards every request's upstream deadlines (`timeouts.response`, `timeouts.idle`)."""
-
-    def upstream_for(self, deployment: str | None) -> UpstreamConfig:
-        for upstream in self.config.upstreams:
-            if deployment in upstream.deployments:
-                return upstream
-        return self.config.upstreams[0]
+    router: Router
+    upstreams: dict[str, UpstreamConfig]
+    """Upstream name -> its configuration."""
 
 
 STATE = web.AppKey("state", ProxyState)
@@ -83,8 +95,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
         ex.client = state.clients.get(digest, UNKNOWN_CLIENT) if digest else UNKNOWN_CLIENT
     try:
         if state.config.require_client_auth and ex.client == UNKNOWN_CLIENT:
-            return _unauthorized(state, ex)
-        return await _handle(request, state, ex)
+            response: web.StreamResponse = _unauthorized(state, ex)
+        else:
+            response = await _handle(request, state, ex)
+        if not response.prepared:
+            response.headers.update(served_by(ex))
+        return response
     except asyncio.CancelledError:
         # Cancelled by aiohttp because the client went away, or by the drain at shutdown.
         ex.client_disconnected = not lifecycle.cutting
@@ -115,48 +131,149 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
     named = _deployment_in_path(request.path)
     intent = read_intent(body, need_model=named is None)
     ex.deployment_name = name = named if named is not None else intent.model
-    upstream = state.upstream_for(name)
-    if name is not None and name in upstream.deployments:
+    if name is not None and name in state.router.table:
         ex.deployment = name
     ex.stream = intent.stream
     state.metrics.started(ex)
 
-    headers = upstream_request_headers(
-        request.headers, api_key=upstream.api_key, client_ip=request.remote,
-        scheme=request.scheme)
-    memory_key = (upstream.name, ex.deployment_name or "", ex.api_version or "")
-    injected = _usage_body(state, request.path, intent, memory_key)
-    ex.usage_injected = injected is not None
-    base = state.bases[upstream.name]
     watch = state.watchdog.watch()
-
-    async def ask(data: bytes) -> aiohttp.ClientResponse:
-        return await send(state.session, base=base, method=request.method,
-                          raw_path_qs=_origin_form(request), headers=headers, body=data,
-                          response_timeout=state.config.timeouts.response, watch=watch)
-
-    try:
-        response = await ask(injected if injected is not None else body)
-        prefetched = None
-        if injected is not None and response.status == 400:
-            prefetched = await response.content.read(_MAX_ERROR_BODY)
-            if rejects_stream_options(response.status, prefetched):
-                response.release()
-                state.rejections.add(memory_key)
-                ex.usage_injected, prefetched = False, None
-                response = await ask(body)
-    except UpstreamError as exc:
-        ex.status = (err := error_response(exc, ex, upstream.name)).status
-        return err
+    answer = await _first_answer(request, state, ex, body, intent, watch)
+    if isinstance(answer, web.Response):
+        return answer
+    response, prefetched = answer
     _note_headers(ex, response)
     tap = tap_for(response.headers, max_event_bytes=limits.max_event_bytes)
     rewrite = UsageChunkStripper(limits.max_event_bytes) if ex.usage_injected and \
         is_event_stream(response.headers) else None
     try:
         return await relay(request, response, ex, tap=tap, rewrite=rewrite, watch=watch,
-                           prefetched=prefetched, idle=state.config.timeouts.idle)
+                           prefetched=prefetched, idle=state.config.timeouts.idle,
+                           extra_headers=served_by(ex))
     finally:
         ex.observation = tap.finish()
+
+
+async def _first_answer(request: web.Request, state: ProxyState, ex: Exchange, body: bytes,
+                        intent: Intent, watch: Watch) -> web.Response | Answer:
+    """Ask the candidates in turn until an answer is one the client should get.
+
+    Nothing has gone to the client yet, so an answer given up on is simply released: the
+    client never sees it, and the next candidate gets the body exactly as first sent.
+    """
+    attempts = state.router.start(ex.deployment_name)
+    candidate = attempts.next()
+    if candidate is None:
+        ex.cooling_wait = ex.retry_after = attempts.wait()
+        ex.status = 429
+        return all_cooling_down(ex.deployment_name or "", ex.cooling_wait)
+    while True:
+        upstream = state.upstreams[candidate.upstream]
+        ex.upstream, ex.attempt_started = upstream.name, time.perf_counter()
+        try:
+            response, prefetched = await _attempt(request, state, ex, upstream,
+                                                  candidate.deployment, body, intent, watch)
+        except UpstreamError as exc:
+            ex.attempts.append((upstream.name, exc.error_type))
+            failure = Failure(exc.error_type) if exc.error_type in _FAILOVER_ERRORS else None
+            following = _fail_over(ex, attempts, candidate, failure)
+            if following is None:
+                ex.status = (err := error_response(exc, ex, upstream.name)).status
+                return err
+        else:
+            ex.attempts.append((upstream.name, str(response.status)))
+            wait = ratelimit.retry_after(response.headers) if response.status == 429 else None
+            following = _fail_over(ex, attempts, candidate,
+                                   state.router.classify_status(response.status, wait))
+            if following is None:
+                return response, prefetched
+            await _discard(response)
+        candidate = following
+
+
+async def _discard(response: aiohttp.ClientResponse) -> None:
+    """Drop an answer given up on; its (small) error body is read first so the connection
+    goes back to the pool instead of a new one being opened for the next failover."""
+    size = 0
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for piece in response.content.iter_any():
+                size += len(piece)
+                if size > _MAX_ERROR_BODY:
+                    break
+    except (TimeoutError, aiohttp.ClientError):
+        size = _MAX_ERROR_BODY + 1
+    except asyncio.CancelledError:  # the client left meanwhile
+        response.close()
+        raise
+    if size > _MAX_ERROR_BODY:
+        response.close()
+    else:
+        response.release()
+
+
+def _fail_over(ex: Exchange, attempts: Attempts, candidate: Candidate,
+               failure: Failure | None) -> Candidate | None:
+    """The candidate to try after `candidate` answered `failure`, if any (None: the answer
+    goes to the client)."""
+    if failure is None:
+        return None
+    attempts.failed(candidate, failure)
+    following = attempts.next()
+    if following is not None:
+        ex.failovers.append((candidate.upstream, failure.reason))
+    return following
+
+
+async def _attempt(request: web.Request, state: ProxyState, ex: Exchange,
+                   upstream: UpstreamConfig, deployment: str, body: bytes, intent: Intent,
+                   watch: Watch) -> Answer:
+    """One upstream's answer, with its own credentials and its own name for the deployment."""
+    headers = upstream_request_headers(
+        request.headers, api_key=upstream.api_key, client_ip=request.remote,
+        scheme=request.scheme)
+    target = _origin_form(request)
+    if deployment != (ex.deployment_name or ""):
+        if _deployment_in_path(request.path) is not None:
+            target = path_with_deployment(target, deployment)
+        else:
+            body, intent = _with_model(body, intent, deployment)
+    memory_key = (upstream.name, ex.deployment_name or "", ex.api_version or "")
+    injected = _usage_body(state, request.path, intent, memory_key)
+    ex.usage_injected = injected is not None
+    base = state.bases[upstream.name]
+
+    async def ask(data: bytes) -> aiohttp.ClientResponse:
+        return await send(state.session, base=base, method=request.method,
+                          raw_path_qs=target, headers=headers, body=data,
+                          response_timeout=state.config.timeouts.response, watch=watch)
+
+    response = await ask(injected if injected is not None else body)
+    prefetched = None
+    if injected is not None and response.status == 400:
+        prefetched = await response.content.read(_MAX_ERROR_BODY)
+        if rejects_stream_options(response.status, prefetched):
+            response.release()
+            state.rejections.add(memory_key)
+            ex.usage_injected, prefetched = False, None
+            response = await ask(body)
+    return response, prefetched
+
+
+def _with_model(body: bytes, intent: Intent, model: str) -> tuple[bytes, Intent]:
+    """The v1 body naming `model`, and the intent to inject usage into that body."""
+    aliased = body_with_model(body, model)
+    if intent.body is None:
+        return aliased, intent
+    return aliased, dataclasses.replace(intent, raw=aliased, body={**intent.body, "model": model})
+
+
+def served_by(ex: Exchange) -> dict[str, str]:
+    """Where the response came from: the upstream (absent when the proxy answered itself)
+    and how many upstream attempts it took."""
+    headers = {ATTEMPTS_HEADER: str(len(ex.attempts))}
+    if ex.upstream is not None:
+        headers[UPSTREAM_HEADER] = ex.upstream
+    return headers
 
 
 def _unauthorized(state: ProxyState, ex: Exchange) -> web.Response:
@@ -184,6 +301,9 @@ def _note_headers(ex: Exchange, response: aiohttp.ClientResponse) -> None:
     headers = response.headers
     ex.upstream_request_id = headers.get("apim-request-id") or headers.get("x-request-id")
     ex.ratelimit_remaining = ratelimit.remaining(headers)
+    # Azure's PTU spillover names the deployment a request spilled from in a response header
+    # (docs/routing-wire.md); its exact spelling varies, so any `x-ms-spillover-from*` counts.
+    ex.spillover = any(k.lower().startswith(_SPILLOVER_FROM) for k in headers)
     if response.status == 429:
         ex.retry_after = ratelimit.retry_after(headers)
 

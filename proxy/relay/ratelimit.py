@@ -20,7 +20,8 @@ def remaining(headers: CIMultiDictProxy[str]) -> dict[str, int]:
 
 
 def retry_after(headers: CIMultiDictProxy[str], now: float | None = None) -> float | None:
-    """Seconds to wait, preferring `retry-after-ms` as openai-python does."""
+    """Seconds to wait, preferring `retry-after-ms` as openai-python does; `retry-after` may
+    be seconds or an HTTP date (docs/routing-wire.md)."""
     millis = _number(headers.get("retry-after-ms"))
     if millis is not None:
         return millis / 1000

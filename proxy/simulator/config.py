@@ -25,3 +25,7 @@ class SimulatorConfig:
     """Seconds between content chunks."""
     model: str = "gpt-4o-mini-2024-07-18"
     """The underlying model version reported in ``model`` (not the deployment name)."""
+    rpm: int | None = None
+    """Requests per sliding minute before answering 429 (None: no quota enforced)."""
+    tpm: int | None = None
+    """Tokens (prompt + completion) per sliding minute before answering 429."""

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from .capacity import Capacity, quota_exceeded
 from .config import SimulatorConfig
 from .hooks import EventGate, SimulatorStats
 from .wire import compact
@@ -41,6 +42,8 @@ class Resource:
         self.fingerprint = "fp_" + hashlib.sha256(config.model.encode()).hexdigest()[:10]
         self.model_session = f"d{random.randint(100, 999)}-{time.strftime('%Y%m%d%H%M%S')}"
         self._quotas: dict[str, _Quota] = {}
+        self.capacity = (Capacity(config.rpm, config.tpm)
+                         if config.rpm is not None or config.tpm is not None else None)
 
     def _consume(self, deployment: str, tokens: int) -> tuple[int, int]:
         """Count a request against a per-minute quota so remaining-* headers move plausibly."""
@@ -67,7 +70,9 @@ class Resource:
             "Strict-Transport-Security": _HSTS,
             "x-content-type-options": "nosniff",
         }
-        if deployment is not None:
+        if deployment is not None and self.capacity is not None:
+            headers |= self._enforce(deployment, success=success, tokens=tokens)
+        elif deployment is not None:
             requests_left, quota_tokens_left = self._consume(deployment, tokens)
             headers |= {
                 "x-ms-deployment-name": deployment,
@@ -86,6 +91,25 @@ class Resource:
                 "azureml-model-session": self.model_session,
                 "x-accel-buffering": "no",
             }
+        return headers
+
+    def _enforce(self, deployment: str, *, success: bool, tokens: int) -> dict[str, str]:
+        """With a configured capacity, a successful answer first has to fit in it."""
+        assert self.capacity is not None
+        if success:
+            admission = self.capacity.take(tokens)
+            if not admission.allowed:
+                raise quota_exceeded(deployment, admission)
+            left = admission.requests_left, admission.tokens_left
+        else:
+            left = self.capacity.left()
+        headers = {"x-ms-deployment-name": deployment, "x-ms-region": _REGION,
+                   "x-ms-rai-invoked": "true"}
+        for resource, limit, remaining in (("requests", self.capacity.rpm, left[0]),
+                                           ("tokens", self.capacity.tpm, left[1])):
+            if limit is not None:
+                headers[f"x-ratelimit-limit-{resource}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{resource}"] = str(remaining)
         return headers
 
     async def respond(

@@ -57,6 +57,9 @@ def access_record(ex: Exchange) -> dict[str, Any]:
         "estimated_completion_tokens":
             obs.content_events if obs is not None and usage is None and ex.stream else None,
         "finish_reasons": Metrics.finish_reason_labels(ex, obs) if obs is not None else [],
+        "upstream": ex.upstream,
+        "attempts": len(ex.attempts),
+        "failovers": [f"{upstream}:{reason}" for upstream, reason in ex.failovers],
         "upstream_request_id": ex.upstream_request_id,
         "error_type": ex.error_type,
         "client_disconnected": ex.client_disconnected,

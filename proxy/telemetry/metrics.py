@@ -8,10 +8,12 @@ status codes as three digits, reasons and categories from fixed lists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from proxy.observe.semantics import Observation, content_filter_events
 from proxy.relay.exchange import Exchange
@@ -25,6 +27,7 @@ from proxy.vocabulary import (
 )
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "function_call")
+FAILOVER_REASONS = ("429", "5xx", "4xx", "connect", "timeout")
 TOKEN_TYPES = ("prompt", "completion", "cached", "reasoning")
 
 # Time to first byte: for streams Azure sends the prompt-annotation chunk right after the prompt
@@ -64,7 +67,8 @@ class Metrics:
     """The proxy's metrics, registered in `registry` (tests give each app a fresh one)."""
 
     def __init__(self, registry: CollectorRegistry, deployments: Sequence[str],
-                 clients: Sequence[str]) -> None:
+                 clients: Sequence[str], routes: Sequence[tuple[str, str]] = ()) -> None:
+        """`routes`: the configured (deployment, upstream) pairs of the routing table."""
         dc = ("deployment", "client")
         p = "aoai_proxy_"
         self.requests = Counter(
@@ -125,6 +129,7 @@ class Metrics:
         self.parse_errors = Counter(
             p + "stream_parse_errors", "Response events or bodies the observer could not "
             "parse (they were still forwarded).", ("deployment",), registry=registry)
+        self._routing_metrics(registry, deployments, routes)
         # `labels()` costs microseconds (argument checks, a lock); label values are bounded,
         # so each bound child is looked up once and then taken from this dict.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -181,6 +186,7 @@ class Metrics:
             self._child(self.ratelimit_remaining, d, resource).set(value)
         if ex.observation is not None:
             self._record_observation(ex, ex.observation)
+        self._record_routing(ex)
 
     def _record_observation(self, ex: Exchange, obs: Observation) -> None:
         d, c = ex.deployment, ex.client
@@ -225,3 +231,87 @@ class Metrics:
         if tokens > 1 and window > 0:
             self._child(self.tpot, d, c).observe(window / (tokens - 1))
             self._child(self.tps, d, c).observe(tokens / window)
+
+    # ------------------------------------------------------------------------------- routing
+
+    def _routing_metrics(self, registry: CollectorRegistry, deployments: Sequence[str],
+                         routes: Sequence[tuple[str, str]]) -> None:
+        p = "aoai_proxy_"
+        du = ("deployment", "upstream")
+        self.upstream_requests = Counter(
+            p + "upstream_requests", "Upstream attempts, one per request sent upstream "
+            "(failed-over ones included); status_code is the upstream's, or the error type "
+            "when it gave no answer.", (*du, "status_code"), registry=registry)
+        self.failovers = Counter(
+            p + "failovers", "Attempts given up on for another upstream before any byte "
+            "reached the client, by the upstream given up on and why.", (*du, "reason"),
+            registry=registry)
+        self.cooling_rejections = Counter(
+            p + "cooling_down_rejections", "Requests the proxy answered 429 itself because "
+            "every upstream of the deployment was cooling down (no upstream was asked).",
+            ("deployment",), registry=registry)
+        self.spillovers = Counter(
+            p + "spillovers", "Responses Azure served from a PTU deployment's spillover "
+            "deployment (x-ms-spillover-from-*).", ("deployment",), registry=registry)
+        # Per upstream without the client and stream labels: (deployment, upstream) pairs
+        # times buckets stays small where adding `upstream` to the per-client histograms
+        # would multiply their series (see the README).
+        self.upstream_ttft = Histogram(
+            p + "upstream_time_to_first_token_seconds", "Streams: from sending the attempt "
+            "that served the client to its first token, per upstream.", du,
+            buckets=TTFT_BUCKETS, registry=registry)
+        self.upstream_duration = Histogram(
+            p + "upstream_request_duration_seconds", "From sending the attempt that served "
+            "the client to the last byte sent, per upstream.", du,
+            buckets=DURATION_BUCKETS, registry=registry)
+        self.cooling = CoolingDown()
+        registry.register(self.cooling)
+        for d, u in routes:
+            for reason in FAILOVER_REASONS:
+                self.failovers.labels(d, u, reason)
+        for d in (*deployments, OTHER_DEPLOYMENT):
+            self.spillovers.labels(d)
+        for d in dict.fromkeys(d for d, _ in routes):
+            self.cooling_rejections.labels(d)
+
+    def _record_routing(self, ex: Exchange) -> None:
+        d = ex.deployment
+        for upstream, outcome in ex.attempts:
+            label = status_label(int(outcome)) if outcome.isdigit() else (
+                outcome if outcome in ERROR_TYPES else "other")
+            self._child(self.upstream_requests, d, upstream, label).inc()
+        for upstream, reason in ex.failovers:
+            self._child(self.failovers, d, upstream, reason).inc()
+        if ex.spillover:
+            self._child(self.spillovers, d).inc()
+        if ex.cooling_wait is not None:
+            self._child(self.cooling_rejections, d).inc()
+        if ex.upstream is None or ex.attempt_started is None:
+            return
+        if ex.ended_at is not None:
+            self._child(self.upstream_duration, d, ex.upstream).observe(
+                ex.ended_at - ex.attempt_started)
+        obs = ex.observation
+        if ex.stream and obs is not None and obs.first_token_at is not None:
+            self._child(self.upstream_ttft, d, ex.upstream).observe(
+                obs.first_token_at - ex.attempt_started)
+
+
+CoolingSource = Callable[[], Iterable[tuple[str, str, bool]]]
+
+
+class CoolingDown(Collector):
+    """`aoai_proxy_upstream_cooling_down`, read from the router at scrape time (a cooldown
+    ends by the clock, not by an event that could update a gauge)."""
+
+    def __init__(self) -> None:
+        self.source: CoolingSource = lambda: ()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "aoai_proxy_upstream_cooling_down", "1 while a (deployment, upstream) pair is "
+            "cooling down after a failure and gets no requests, else 0 (this process's view).",
+            labels=("deployment", "upstream"))
+        for deployment, upstream, cooling in self.source():
+            family.add_metric((deployment, upstream), 1.0 if cooling else 0.0)
+        yield family

@@ -22,7 +22,8 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.conftest import Running, chat_path
+from proxy.config import FailoverConfig, UpstreamConfig
+from tests.conftest import DEPLOYMENTS, Running, chat_path
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "prometheus" / "alerts.yml"
@@ -258,3 +259,20 @@ async def wait_until_idle(proxy: Running, timeout: float = 10.0) -> None:
                   for d in ("gpt-4o", "gpt-4o-mini", "other")):
             await asyncio.sleep(0.01)
 
+
+
+def routed(first: Running, second: Running) -> dict[str, Any]:
+    """`start_proxy` overrides: gpt-4o also has a second, priority-1 upstream.
+
+    Server errors fail over to it (and it fails too, so clients still see the 500 the scenario
+    asks for). No cooldown and no failover on 429, so every scenario's status stays what each
+    round expects while the routing metrics all get samples.
+    """
+    return {
+        "upstreams": (
+            UpstreamConfig(name="primary", endpoint=first.url, deployments=DEPLOYMENTS),
+            UpstreamConfig(name="secondary", endpoint=second.url, deployments=("gpt-4o",),
+                           priority=1),
+        ),
+        "failover": FailoverConfig(on_status=(500, 502, 503, 504), cooldown_seconds=0),
+    }

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Running
-from tests.e2e.conftest import send_round, wait_until_idle
+from tests.e2e.conftest import routed, send_round, wait_until_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 async def test_exposition_passes_promtool_lint(
         promtool_bin: str, start_simulator: Callable[..., Awaitable[Running]],
         start_proxy: Callable[..., Awaitable[Running]], http: aiohttp.ClientSession) -> None:
-    simulator = await start_simulator()
-    proxy = await start_proxy(simulator.url)
+    simulator, second = await start_simulator(), await start_simulator()
+    proxy = await start_proxy(simulator.url, **routed(simulator, second))
     # Twice, so the labelled series that only exist after a first event have moved on too.
     for _ in range(2):
         statuses = await send_round(http, proxy.url)

@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from proxy.config import ClientConfig
-from proxy.telemetry.metrics import FINISH_REASONS, TOKEN_TYPES
+from proxy.telemetry.metrics import FAILOVER_REASONS, FINISH_REASONS, TOKEN_TYPES
 from proxy.vocabulary import ERROR_TYPES, FILTER_CATEGORIES, INCOMPLETE, OTHER
 from tests.conftest import DEPLOYMENTS, Running
 from tests.faults.conftest import StartRawUpstream
@@ -57,13 +57,16 @@ def allowed_values(label: str) -> set[str] | None:
         "deployment": {*DEPLOYMENTS, "other"},
         "client": {"app", "unknown"},
         "stream": {"true", "false"},
-        "status_code": {str(s) for s in range(100, 600)} | {"other"},
+        # upstream_requests_total: an attempt without an answer is labelled by its error type.
+        "status_code": {str(s) for s in range(100, 600)} | {"other", *ERROR_TYPES},
         "finish_reason": {*FINISH_REASONS, INCOMPLETE, "other"},
         "error_type": set(ERROR_TYPES),
         "token_type": set(TOKEN_TYPES),
         "stage": {"prompt", "completion"},
         "category": {*FILTER_CATEGORIES, OTHER},
         "resource": {"requests", "tokens"},
+        "upstream": {"primary"},
+        "reason": set(FAILOVER_REASONS),
     }
     if label == "le":
         return None

@@ -42,6 +42,19 @@ async def test_bad_config_exits_2_naming_file_and_every_key(tmp_path: Path) -> N
         assert fragment in err, err
 
 
+async def test_bad_routing_keys_exit_2_naming_file_and_every_key(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text("upstreams:\n  - name: a\n    endpoint: simulator\n    priority: -1\n"
+                    "    weight: 0\n    deployments: [gpt-4o, gpt-4o]\n"
+                    "failover: {max_attempt: 2}\n")
+    code, _, err = await run("--config", str(path))
+    assert code == 2
+    for fragment in (f"{path}: upstreams[0].priority:", f"{path}: upstreams[0].weight:",
+                     f"{path}: upstreams[0].deployments[1]: 'gpt-4o' is listed twice",
+                     f"{path}: failover.max_attempt: unknown key"):
+        assert fragment in err, err
+
+
 async def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     code, _, err = await run("--config", str(tmp_path / "absent.yaml"))
     assert code == 2 and "absent.yaml: cannot read file" in err
@@ -136,3 +149,62 @@ print(" ".join(sorted(m for m in sys.modules if m.startswith("proxy."))))
     tools = {m for m in loaded if m.startswith(("proxy.simulator", "proxy.traffic.generator",
                                                  "proxy.traffic.mix"))}
     assert not tools, f"the serving process imported {sorted(tools)}"
+
+
+async def test_simulate_with_a_quota_answers_429_once_it_is_used_up() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "simulate", "--port", str(port), "--rpm", "2",
+        "--tpm", "100000", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/openai/deployments/gpt-4o/chat/completions?api-version=x"
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", "/openai/v1/models")
+        statuses = []
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.post(url, json={"messages": [{"role": "user", "content": "hi"}]},
+                                     headers={"api-key": "k"}) as response:
+                    statuses.append(response.status)
+                    retry = response.headers.get("retry-after")
+        assert statuses == [200, 200, 429] and retry is not None and int(retry) > 50
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await process.communicate()
+    assert process.returncode == 0
+
+
+async def test_bad_simulate_quota_is_refused() -> None:
+    code, _, err = await run("simulate", "--rpm", "0")
+    assert code == 2 and "--rpm: expected a positive number, got 0" in err
+
+
+async def test_demo_fails_over_to_its_second_region_when_the_first_is_out_of_tokens() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "demo", "--port", "0", "--no-traffic", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(20):
+            while b"Metrics " not in (line := await process.stdout.readline()):
+                assert line, "demo exited before printing its banner"
+        url = line.decode().split()[-1].removesuffix("/metrics")
+        # ~2,400 tokens each, at once: two fit in sim-eastus's 5,000 a minute, the third not.
+        fast = "tokens=2400; first_token_delay_ms=0; token_delay_ms=0"
+        served = []
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.post(
+                        url + "/openai/deployments/gpt-4o/chat/completions?api-version=x",
+                        json={"messages": [{"role": "user", "content": "hi"}]},
+                        headers={"api-key": "k", "x-simulator": fast}) as response:
+                    assert response.status == 200
+                    served.append((response.headers["x-aoai-proxy-upstream"],
+                                   response.headers["x-aoai-proxy-attempts"]))
+        assert served == [("sim-eastus", "1"), ("sim-eastus", "1"), ("sim-sweden", "2")]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await process.communicate()
+    assert process.returncode == 0

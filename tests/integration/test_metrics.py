@@ -59,7 +59,15 @@ def request_series(status: int, stream: bool = True, **dc: str) -> dict[Series, 
         series("aoai_proxy_requests_total", **labels, stream=s, status_code=str(status)): 1,
         series("aoai_proxy_request_duration_seconds_count", **labels, stream=s): 1,
         series("aoai_proxy_time_to_first_byte_seconds_count", **labels, stream=s): 1,
+        **attempt_series(str(status), labels["deployment"]),
     }
+
+
+def attempt_series(outcome: str, deployment: str = "gpt-4o") -> dict[Series, float]:
+    """The one upstream attempt of a request to the single upstream `primary`."""
+    du = {"deployment": deployment, "upstream": "primary"}
+    return {series("aoai_proxy_upstream_requests_total", **du, status_code=outcome): 1,
+            series("aoai_proxy_upstream_request_duration_seconds_count", **du): 1}
 
 
 def token_series(completion: int, *, cached: int = 0, reasoning: int = 0,
@@ -77,9 +85,11 @@ def streamed(first_token: bool = True, **dc: str) -> dict[Series, float]:
     labels = dc or DC
     if not first_token:
         return {}
-    return {series(f"aoai_proxy_{name}_count", **labels): 1
-            for name in ("time_to_first_token_seconds", "time_per_output_token_seconds",
-                         "output_tokens_per_second")}
+    upstream = {"deployment": labels["deployment"], "upstream": "primary"}
+    return {series("aoai_proxy_upstream_time_to_first_token_seconds_count", **upstream): 1,
+            **{series(f"aoai_proxy_{name}_count", **labels): 1
+               for name in ("time_to_first_token_seconds", "time_per_output_token_seconds",
+                            "output_tokens_per_second")}}
 
 
 def finish(reason: str, count: int = 1) -> dict[Series, float]:

@@ -171,3 +171,95 @@ ui: maybe
     assert problems(MINIMAL + "cors: [x]\n") == ["proxy.yaml: cors: expected a mapping, got a list"]
     assert problems(MINIMAL + "cors:\n  allow_origins: https://a.com\n") == [
         "proxy.yaml: cors.allow_origins: expected a list, got a string"]
+
+
+ROUTED = """
+upstreams:
+  - name: ptu-eastus
+    endpoint: https://a.openai.azure.com
+    api_key: ${KEY_A}
+    deployments: [gpt-4o]
+    priority: 0
+    weight: 3
+  - name: paygo-sweden
+    endpoint: https://b.openai.azure.com
+    api_key: ${KEY_B}
+    deployments:
+      - gpt-4o-mini
+      - {name: gpt-4o, deployment: gpt-4o-global}
+    priority: 1
+failover:
+  on_status: [429, 500, 502, 503, 504]
+  max_attempts: 3
+  cooldown_seconds: 10
+  max_cooldown_seconds: 300
+"""
+
+
+def test_routing_keys_of_the_issue_example() -> None:
+    config = parse_config(ROUTED, {"KEY_A": "a", "KEY_B": "b"})
+    ptu, paygo = config.upstreams
+    assert (ptu.priority, ptu.weight, ptu.aliases) == (0, 3.0, ())
+    assert (paygo.priority, paygo.weight) == (1, 1.0)
+    assert paygo.deployments == ("gpt-4o-mini", "gpt-4o")
+    assert paygo.deployment_for("gpt-4o") == "gpt-4o-global"
+    assert paygo.deployment_for("gpt-4o-mini") == "gpt-4o-mini"
+    assert config.deployments == ("gpt-4o", "gpt-4o-mini")
+    assert config.failover.on_status == (429, 500, 502, 503, 504)
+    assert (config.failover.max_attempts, config.failover.cooldown_seconds,
+            config.failover.max_cooldown_seconds) == (3, 10, 300)
+    assert parse_config(MINIMAL, {}).failover == config.failover  # the defaults
+
+
+def test_routing_key_errors_are_listed_at_once_with_file_and_key() -> None:
+    text = """
+upstreams:
+  - name: a
+    endpoint: https://a.openai.azure.com
+    priority: first
+    weight: 0
+    zone: eu
+    deployments: [gpt-4o, {name: gpt-4o, deployment: x}, {name: m, model: y}]
+  - name: b
+    endpoint: https://b.openai.azure.com
+    priority: -1
+    weight: -2
+    simulator: {rpm: 5}
+  - name: c
+    endpoint: simulator
+    priority: 1.5
+    simulator: {rpm: 0, burst: 1}
+failover:
+  on_status: [200, 429]
+  max_attempts: 0
+  cooldown_seconds: 400
+  retries: 2
+"""
+    found = problems(text)
+    expected = [
+        "proxy.yaml: upstreams[0].zone: unknown key",
+        "proxy.yaml: upstreams[0].deployments[1]: 'gpt-4o' is listed twice",
+        "proxy.yaml: upstreams[0].deployments[2].model: unknown key",
+        "proxy.yaml: upstreams[0].priority: expected a whole number, got 'first'",
+        "proxy.yaml: upstreams[0].weight: expected a number > 0, got 0",
+        "proxy.yaml: upstreams[1].simulator: only applies to `endpoint: simulator`",
+        "proxy.yaml: upstreams[1].priority: expected a whole number >= 0",
+        "proxy.yaml: upstreams[1].weight: expected a number > 0, got -2",
+        "proxy.yaml: upstreams[2].simulator.burst: unknown key",
+        "proxy.yaml: upstreams[2].simulator.rpm: expected a positive number, got 0",
+        "proxy.yaml: upstreams[2].priority: expected a whole number, got 1.5",
+        "proxy.yaml: failover.retries: unknown key",
+        "proxy.yaml: failover.on_status[0]: expected a 4xx or 5xx status code, got 200",
+        "proxy.yaml: failover.max_attempts: expected 1 to 10 attempts, got 0",
+        "proxy.yaml: failover.cooldown_seconds: 400 is more than max_cooldown_seconds (300)",
+    ]
+    for prefix in expected:
+        assert any(p.startswith(prefix) for p in found), (prefix, found)
+    assert len(found) == len(expected), found
+
+
+def test_simulator_capacity_from_config() -> None:
+    config = parse_config("upstreams:\n  - endpoint: simulator\n    simulator: {rpm: 60, "
+                          "tpm: 1000}\n", {})
+    capacity = config.upstreams[0].simulator
+    assert capacity is not None and (capacity.rpm, capacity.tpm) == (60, 1000)

@@ -42,6 +42,13 @@ CONTRACT_LABELS: dict[str, set[str]] = {
     "aoai_proxy_in_flight_requests": {"deployment"},
     "aoai_proxy_upstream_ratelimit_remaining": {"deployment", "resource"},
     "aoai_proxy_stream_parse_errors_total": {"deployment"},
+    "aoai_proxy_upstream_requests_total": {"deployment", "upstream", "status_code"},
+    "aoai_proxy_failovers_total": {"deployment", "upstream", "reason"},
+    "aoai_proxy_upstream_cooling_down": {"deployment", "upstream"},
+    "aoai_proxy_spillovers_total": {"deployment"},
+    "aoai_proxy_cooling_down_rejections_total": {"deployment"},
+    "aoai_proxy_upstream_time_to_first_token_seconds": {"deployment", "upstream"},
+    "aoai_proxy_upstream_request_duration_seconds": {"deployment", "upstream"},
 }
 # Series Prometheus itself makes for a scrape job.
 PROMETHEUS_SERIES = {"up": {"job", "instance"}}
@@ -310,3 +317,17 @@ def test_json_matches_its_generator() -> None:
     assert generator.render() == DASHBOARD.read_text(encoding="utf-8"), (
         "the dashboard JSON is out of date: run grafana/generate_dashboard.py")
     assert generator.main(["--check"]) == 0  # what CI and contributors run
+
+
+def test_routing_row_shows_where_requests_went(dashboard: dict[str, Any]) -> None:
+    panels = dashboard["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Routing")
+    end = next((i for i in range(start + 1, len(panels)) if panels[i]["type"] == "row"),
+               len(panels))
+    exprs = [t["expr"] for p in panels[start + 1:end] for t in p["targets"]]
+    for metric, grouping in (("aoai_proxy_upstream_requests_total", "upstream, status_code"),
+                             ("aoai_proxy_failovers_total", "upstream, reason"),
+                             ("aoai_proxy_upstream_cooling_down", "deployment, upstream"),
+                             ("aoai_proxy_spillovers_total", "deployment"),
+                             ("aoai_proxy_upstream_time_to_first_token_seconds", "upstream, le")):
+        assert any(metric in e and f"by ({grouping})" in e for e in exprs), metric
