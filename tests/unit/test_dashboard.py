@@ -96,16 +96,20 @@ def exercised_registry() -> CollectorRegistry:
     """The real `Metrics` after two exchanges that between them touch every metric, so each
     family has samples whose label names can be read."""
     registry = CollectorRegistry()
-    metrics = Metrics(registry, ["gpt-4o"], ["app"])
+    metrics = Metrics(registry, ["gpt-4o"], ["app"], routes=[("gpt-4o", "east")])
+    metrics.cooling.source = lambda: [("gpt-4o", "east", False)]
     obs = Observation(first_token_at=1.0, last_token_at=2.0, content_events=5,
                       choices_seen={0}, finish_reasons={0: "content_filter"},
                       choice_filter_categories={0: {"hate"}})
     metrics.record(Exchange(started=0.0, wall_time=0.0, method="POST", path="/",
                             deployment="gpt-4o", stream=True, status=200, first_byte_at=0.5,
                             ended_at=3.0, ratelimit_remaining={"tokens": 10},
-                            observation=obs))
+                            observation=obs, upstream="east", attempt_started=0.2,
+                            attempts=[("east", "429"), ("east", "200")],
+                            failovers=[("east", "429")], spillover=True))
     metrics.record(Exchange(started=0.0, wall_time=0.0, method="POST", path="/",
-                            deployment="gpt-4o", status=429, retry_after=1.0, ended_at=0.1))
+                            deployment="gpt-4o", status=429, retry_after=1.0, ended_at=0.1,
+                            cooling_wait=1.0))
     return registry
 
 
