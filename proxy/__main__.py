@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from proxy import __version__
 from proxy.app import create_app
 from proxy.config import Config, ConfigError, ListenConfig, UpstreamConfig, load_config
+from proxy.runtime import event_loop
 from proxy.runtime.server import serve, start, wait_for_signal
 from proxy.runtime.workers import Supervisor, worker_count, worker_registries
 from proxy.simulator import SimulatorConfig, create_simulator_app
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--no-traffic", action="store_true", help="do not send sample requests")
+    _event_loop_option(demo, defaults=True)
     loadgen.add_arguments(commands.add_parser("loadgen", help="send a realistic request mix"))
     return parser
 
@@ -58,6 +60,15 @@ def _serve_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     parser.add_argument("--workers", default=default("1"), metavar="N",
                         help="processes sharing the port (SO_REUSEPORT); `auto` = one per CPU "
                              "(default: 1)")
+    _event_loop_option(parser, defaults=defaults)
+
+
+def _event_loop_option(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    chosen = os.environ.get(event_loop.ENV, "auto")
+    parser.add_argument("--event-loop", choices=event_loop.CHOICES,
+                        default=chosen if defaults else argparse.SUPPRESS,
+                        help=f"`auto` = uvloop when installed, else asyncio's own (default: "
+                             f"auto, or ${event_loop.ENV})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
         if args.command == "demo":
-            return asyncio.run(_demo(args))
+            return event_loop.run(_demo(args), args.event_loop)
         if args.command == "loadgen":
             return loadgen.main(args)
         return _serve(args)
@@ -86,17 +97,23 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"aoai-stream-proxy: --workers: {exc}", file=sys.stderr)
         return 2
+    try:
+        event_loop.loop_factory(args.event_loop)
+    except (event_loop.LoopUnavailable, ValueError) as exc:
+        print(f"aoai-stream-proxy: --event-loop: {exc}", file=sys.stderr)
+        return 2
     if getattr(args, "worker", False):
         registry, exposition = worker_registries()
-        asyncio.run(serve(config, reuse_port=True, registry=registry, exposition=exposition))
+        event_loop.run(serve(config, reuse_port=True, registry=registry, exposition=exposition),
+                       args.event_loop)
         return 0
     if count == 1:
-        asyncio.run(serve(config))
+        event_loop.run(serve(config), args.event_loop)
         return 0
     if config.listen.port == 0:
         print("aoai-stream-proxy: --workers needs a fixed listen.port (not 0)", file=sys.stderr)
         return 2
-    return Supervisor(args.config, config, count).run()
+    return Supervisor(args.config, config, count, args.event_loop).run()
 
 
 async def _simulate(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from proxy import __version__
 from proxy.app import REGISTRY, create_admin_app, create_app
 from proxy.config import Config
 from proxy.relay import receive_buffer
+from proxy.runtime import event_loop
 from proxy.runtime.lifecycle import Lifecycle
 from proxy.runtime.process_tuning import tune_for_serving
 
@@ -55,8 +56,8 @@ async def serve(config: Config, *, reuse_port: bool = False,
                                reuse_port=reuse_port, shutdown_timeout=_AFTER_DRAIN,
                                client_timeout=config.timeouts.client)
     runners = [runner]
-    log.info("aoai-stream-proxy %s listening on http://%s:%d", __version__,
-             config.listen.host, port)
+    log.info("aoai-stream-proxy %s listening on http://%s:%d (event loop: %s)", __version__,
+             config.listen.host, port, event_loop.name_of(asyncio.get_running_loop()))
     if config.admin is not None:
         admin = create_admin_app(config, exposition or app[REGISTRY], lifecycle)
         admin_runner, admin_port = await start(admin, config.admin.host, config.admin.port,
