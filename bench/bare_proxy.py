@@ -1,6 +1,6 @@
 """The floor of our stack: an aiohttp pass-through with no observer and no metrics.
 
-`python3 -m bench.bare_proxy --port 8081 --upstream http://127.0.0.1:8000`
+`python3 -m bench.bare_proxy --port 8081 --upstream http://127.0.0.1:8000 [--uvloop]`
 
 Same client-session settings as proxy/app.py (no pool limit, no decompression, no cookie jar)
 and the same server settings as proxy/runtime/server.py (handler cancellation, no access log, the
@@ -12,6 +12,9 @@ into a reused buffer: proxy/relay/receive_buffer.py). glibc serves that 256 KiB 
 or with mmap depending on the process's history (25 us a read apart), so the bare
 pass-through pins malloc's mmap threshold at 1 MiB: every run takes the cheap path, and bare
 is measured at its best.
+
+`--uvloop` runs it on uvloop (the `bare+uvloop` reference row: where the floor of the stack
+moves with the loop); without it, asyncio's own loop, the baseline every target is held to.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from proxy.runtime import event_loop
 from proxy.runtime.process_tuning import tune_for_serving
 
 HOP_BY_HOP = frozenset(h.lower() for h in (
@@ -111,8 +115,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="scheme://host:port")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="serve on uvloop (default: asyncio's own loop)")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, args.upstream))
+    event_loop.run(serve(args.host, args.port, args.upstream),
+                   "uvloop" if args.uvloop else "asyncio")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ class TargetSpec:
     workers: int = 1
     pinned: bool = True
     """False: the target may run on every CPU (the multi-worker proxy)."""
+    event_loop: str | None = None
+    """bare and proxy: `uvloop` or `asyncio`; None = the target's default (bare: asyncio,
+    proxy: its own default, uvloop where installed)."""
 
 
 @dataclass
@@ -100,6 +103,8 @@ def _start(spec: TargetSpec, port: int, upstream: str, work: Path,
     name = spec.name.replace("+", "-")
     if spec.kind == "bare":
         argv = [PYTHON, "-m", "bench.bare_proxy", "--port", str(port), "--upstream", upstream]
+        if spec.event_loop == "uvloop":
+            argv.append("--uvloop")
         return spawn(name, argv, cpus=cpus, log_dir=work)
     if spec.kind == "nginx":
         binary = nginx_binary()
@@ -116,6 +121,8 @@ def _start(spec: TargetSpec, port: int, upstream: str, work: Path,
             raise RuntimeError("the proxy has no --workers option")
         argv = [PYTHON, "-m", "proxy", *workers_prefix, "--config", str(config),
                 "--workers", str(spec.workers)]
+    if spec.event_loop is not None:
+        argv += ["--event-loop", spec.event_loop]
     return spawn(name, argv, cpus=cpus, log_dir=work, drain_stdout=spec.access_log)
 
 
