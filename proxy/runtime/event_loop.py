@@ -9,8 +9,8 @@ Why uvloop: per upstream piece the proxy pays for wake-ups, reads and writes mor
 anything it does itself, and uvloop does those in C on libuv. Measured numbers are in
 bench/README.md ("Levers (issue 14)"). What it changes about memory: it reads plain sockets
 into one buffer per loop and hands on bytes of exactly the size that arrived, so a plain
-connection allocates nothing per read beyond that copy (see `proxy/relay/receive_buffer.py`
-for TLS, which it does not change).
+connection allocates nothing per read beyond that copy; its TLS reads still allocate 256 KiB
+each (see `process_tuning.py` for why that needs a malloc setting).
 """
 
 from __future__ import annotations

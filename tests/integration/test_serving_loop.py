@@ -42,13 +42,23 @@ async def test_every_worker_runs_the_loop_asked_for(tmp_path: Path, simulator: R
         sys.executable, "-m", "proxy", "--config", str(config), "--workers", "2",
         "--event-loop", "asyncio", cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    seen = bytearray()
     try:
+        # Each worker logs its line once it listens; wait for both (bounded), then stop.
+        async with asyncio.timeout(60):
+            while len(loops(seen)) < 2:
+                line = await process.stderr.readline()
+                if not line:
+                    break
+                seen += line
         await wait_healthy(f"http://127.0.0.1:{port}")
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             _, err = await process.communicate()
-    assert loops(err) == [b"asyncio", b"asyncio"], err.decode(errors="replace")
+    seen += err
+    assert loops(seen) == [b"asyncio", b"asyncio"], seen.decode(errors="replace")
 
 
 async def test_a_bad_choice_in_the_environment_exits_2(tmp_path: Path) -> None:
