@@ -25,6 +25,7 @@ from .procs import ROOT, can_pin, pin_self, raise_nofile, wait_quiet
 from .scenarios import SCENARIOS
 from .sizes import FULL, QUICK, SMOKE, Sizes, describe
 from .targets import TargetSpec, nginx_binary, running, simulator, workers_option
+from .tls_simulator import CERT as TLS_CERT
 
 DEFAULT_OUT = ROOT / "bench" / "out"
 CONTENDED = 0.15
@@ -60,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs in seconds")
     parser.add_argument("--quick", action="store_true",
                         help="one round of S1 and S2, 5 s of S4: an A/B check, not a result")
+    parser.add_argument("--tls", action="store_true",
+                        help="the simulator behind TLS, as every Azure upstream is")
     parser.add_argument("--targets", default=None, metavar="NAMES",
                         help=f"comma-separated subset of {', '.join(ALL_TARGETS)} (default: all; "
                              "the checks need bare and proxy)")
@@ -86,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     wait = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.smoke else 120.0)
     busy = wait_quiet(wait) if wait > 0 else None
     started = time.monotonic()
-    run = asyncio.run(run_all(selected, sizes, 1 if args.smoke else 3, only))
+    if args.tls:
+        os.environ["SSL_CERT_FILE"] = str(TLS_CERT)  # inherited by every target
+    run = asyncio.run(run_all(selected, sizes, 1 if args.smoke else 3, only, args.tls))
+    if args.tls:
+        run["notes"].append("--tls: the simulator served https (bench/tls_simulator.py); "
+                            "every target verified its certificate, the load generator's "
+                            "direct streams did not.")
     if busy is not None:
         run["notes"].append(f"Machine {busy:.0f} % busy just before the run (waited up to "
                             f"{wait:.0f} s for < 10 %). `other CPU s`: CPU used during a "
@@ -96,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     run["meta"]["duration_s"] = time.monotonic() - started
     run["checks"] = report.check_dicts(report.checks(run["results"]))
     md, js = report.write(run, args.out, run["meta"]["stamp"])
-    if run["mode"] == "full" and selected == list(SCENARIOS) and only is None:
+    if run["mode"] == "full" and selected == list(SCENARIOS) and only is None \
+            and not args.tls:
         (ROOT / "bench" / "RESULTS.md").write_text(report.markdown(run))
     print(report.markdown(run))
     print(f"\nwrote {md} and {js}", file=sys.stderr)
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run_all(selected: list[str], sizes: Sizes, attempts: int,
-                  only: frozenset[str] | None = None) -> dict[str, Any]:
+                  only: frozenset[str] | None = None, tls: bool = False) -> dict[str, Any]:
     pin_self()
     nofile = raise_nofile()
     nginx, workers = nginx_binary(), workers_option()
@@ -119,13 +129,14 @@ async def run_all(selected: list[str], sizes: Sizes, attempts: int,
             results[scenario] = {}
             for spec in targets[scenario]:
                 results[scenario][spec.name] = await _one(
-                    scenario, spec, work, sizes, workers, attempts, retry_until)
+                    scenario, spec, work, sizes, workers, attempts, retry_until, tls)
     return {"meta": _meta(nginx), "sizes": asdict(sizes), "scenarios": describe(sizes),
             "notes": notes, "results": results}
 
 
 async def _one(scenario: str, spec: TargetSpec, work: Path, sizes: Sizes,
-               workers: list[str] | None, attempts: int, retry_until: float) -> dict[str, Any]:
+               workers: list[str] | None, attempts: int, retry_until: float,
+               tls: bool = False) -> dict[str, Any]:
     """One measurement with a fresh simulator and target, so no run inherits another's heap.
 
     With `attempts` > 1 (full runs) it waits a little for an idle machine first and is redone
@@ -135,7 +146,7 @@ async def _one(scenario: str, spec: TargetSpec, work: Path, sizes: Sizes,
             await asyncio.to_thread(wait_quiet, 20.0 if attempt > 1 else 10.0)
         began = time.monotonic()
         try:
-            async with (simulator(work) as upstream,
+            async with (simulator(work, tls) as upstream,
                         running(spec, upstream, work, workers) as target):
                 result = await SCENARIOS[scenario](target, sizes)
         except Exception as exc:  # noqa: BLE001 - one broken target must not lose the others

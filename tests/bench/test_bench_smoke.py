@@ -83,3 +83,18 @@ def test_every_target_checked_against_bare_has_its_cpu_figures(
         "CPU per chunk, proxy / bare", "added per-event delay p50 − bare's",
         "added TTFB p50 − bare's", "CPU per 1k chunks, proxy / bare", "RSS per open stream",
         "CPU per request, proxy / bare"}
+
+
+@pytest.mark.timeout(240)
+def test_tls_runs_every_target_over_https(tmp_path: Path) -> None:
+    """`--tls`: the simulator speaks only https, so a completed request went through TLS."""
+    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--tls", "--scenarios", "S4",
+                           "--targets", "direct,bare,proxy", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=200, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    [report] = tmp_path.glob("*.json")
+    run = json.loads(report.read_text())
+    assert any("--tls" in note for note in run["notes"])
+    for target in ("direct", "bare", "proxy"):
+        result = run["results"]["S4"][target]
+        assert "error" not in result and result["completed"] == result["requests"] > 0, result
