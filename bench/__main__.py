@@ -23,8 +23,9 @@ import aiohttp
 from . import report
 from .procs import ROOT, can_pin, pin_self, raise_nofile, wait_quiet
 from .scenarios import SCENARIOS
-from .sizes import FULL, SMOKE, Sizes, describe
+from .sizes import FULL, QUICK, SMOKE, Sizes, describe
 from .targets import TargetSpec, nginx_binary, running, simulator, workers_option
+from .tls_simulator import CERT as TLS_CERT
 
 DEFAULT_OUT = ROOT / "bench" / "out"
 CONTENDED = 0.15
@@ -32,20 +33,39 @@ RETRY_BUDGET = 300.0
 """Seconds into a run after which a contended measurement is no longer redone: a full run
 stays under 10 minutes even on a busy machine."""
 BASE_TARGETS = (TargetSpec("direct", "direct"), TargetSpec("bare", "bare"),
+                TargetSpec("bare+uvloop", "bare", event_loop="uvloop"),
                 TargetSpec("nginx", "nginx"), TargetSpec("proxy", "proxy"))
+STOCK_LOOP = TargetSpec("proxy-asyncio", "proxy", event_loop="asyncio")
 WITH_LOG = TargetSpec("proxy+log", "proxy", access_log=True)
 TWO_WORKERS = TargetSpec("proxy-w2", "proxy", workers=2, pinned=False)
 
 
-def plan(have_nginx: bool, have_workers: bool) -> dict[str, list[TargetSpec]]:
+def plan(have_nginx: bool, have_workers: bool,
+         only: frozenset[str] | None = None) -> dict[str, list[TargetSpec]]:
+    """Which targets each scenario measures; `only`: just these names (`--targets`)."""
     base = [t for t in BASE_TARGETS if have_nginx or t.kind != "nginx"]
-    s2 = base + [WITH_LOG] + ([TWO_WORKERS] if have_workers else [])
-    return {"S1": base, "S2": s2, "S3": base, "S4": base + [WITH_LOG]}
+    s2 = base + [STOCK_LOOP, WITH_LOG] + ([TWO_WORKERS] if have_workers else [])
+    chosen = {"S1": base + [STOCK_LOOP], "S2": s2, "S3": base,
+              "S4": base + [STOCK_LOOP, WITH_LOG]}
+    if only is None:
+        return chosen
+    return {s: [t for t in targets if t.name in only] for s, targets in chosen.items()}
+
+
+ALL_TARGETS = ("direct", "bare", "bare+uvloop", "nginx", "proxy", "proxy-asyncio", "proxy+log",
+               "proxy-w2")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs in seconds")
+    parser.add_argument("--quick", action="store_true",
+                        help="one round of S1 and S2, 5 s of S4: an A/B check, not a result")
+    parser.add_argument("--tls", action="store_true",
+                        help="the simulator behind TLS, as every Azure upstream is")
+    parser.add_argument("--targets", default=None, metavar="NAMES",
+                        help=f"comma-separated subset of {', '.join(ALL_TARGETS)} (default: all; "
+                             "the checks need bare and proxy)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where reports go")
     parser.add_argument("--scenarios", default="S1,S2,S3,S4", help="comma-separated subset")
     parser.add_argument("--wait-quiet", type=float, default=None, metavar="SECONDS",
@@ -60,21 +80,33 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown scenarios: {', '.join(unknown)}", file=sys.stderr)
         return 2
-    sizes = SMOKE if args.smoke else FULL
+    only = None if args.targets is None else frozenset(
+        t.strip() for t in args.targets.split(",") if t.strip())
+    if only is not None and not only <= set(ALL_TARGETS):
+        print(f"unknown targets: {', '.join(sorted(only - set(ALL_TARGETS)))}", file=sys.stderr)
+        return 2
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     wait = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.smoke else 120.0)
     busy = wait_quiet(wait) if wait > 0 else None
     started = time.monotonic()
-    run = asyncio.run(run_all(selected, sizes, 1 if args.smoke else 3))
+    if args.tls:
+        os.environ["SSL_CERT_FILE"] = str(TLS_CERT)  # inherited by every target
+    run = asyncio.run(run_all(selected, sizes, 1 if args.smoke else 3, only, args.tls))
+    if args.tls:
+        run["notes"].append("--tls: the simulator served https (bench/tls_simulator.py); "
+                            "every target verified its certificate, the load generator's "
+                            "direct streams did not.")
     if busy is not None:
         run["notes"].append(f"Machine {busy:.0f} % busy just before the run (waited up to "
                             f"{wait:.0f} s for < 10 %). `other CPU s`: CPU used during a "
                             "measurement by processes other than ours; `softirq s`: interrupt "
                             "time, mostly loopback TCP.")
-    run["mode"] = "smoke" if args.smoke else "full"
+    run["mode"] = "smoke" if args.smoke else "quick" if args.quick else "full"
     run["meta"]["duration_s"] = time.monotonic() - started
     run["checks"] = report.check_dicts(report.checks(run["results"]))
     md, js = report.write(run, args.out, run["meta"]["stamp"])
-    if not args.smoke and selected == list(SCENARIOS):
+    if run["mode"] == "full" and selected == list(SCENARIOS) and only is None \
+            and not args.tls:
         (ROOT / "bench" / "RESULTS.md").write_text(report.markdown(run))
     print(report.markdown(run))
     print(f"\nwrote {md} and {js}", file=sys.stderr)
@@ -82,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-async def run_all(selected: list[str], sizes: Sizes, attempts: int) -> dict[str, Any]:
+async def run_all(selected: list[str], sizes: Sizes, attempts: int,
+                  only: frozenset[str] | None = None, tls: bool = False) -> dict[str, Any]:
     pin_self()
     nofile = raise_nofile()
     nginx, workers = nginx_binary(), workers_option()
     notes = _notes(nginx is not None, workers is not None, nofile)
-    targets = plan(nginx is not None, workers is not None)
+    targets = plan(nginx is not None, workers is not None, only)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     retry_until = time.monotonic() + RETRY_BUDGET
     with tempfile.TemporaryDirectory(prefix="aoai-bench-") as tmp:
@@ -96,13 +129,14 @@ async def run_all(selected: list[str], sizes: Sizes, attempts: int) -> dict[str,
             results[scenario] = {}
             for spec in targets[scenario]:
                 results[scenario][spec.name] = await _one(
-                    scenario, spec, work, sizes, workers, attempts, retry_until)
+                    scenario, spec, work, sizes, workers, attempts, retry_until, tls)
     return {"meta": _meta(nginx), "sizes": asdict(sizes), "scenarios": describe(sizes),
             "notes": notes, "results": results}
 
 
 async def _one(scenario: str, spec: TargetSpec, work: Path, sizes: Sizes,
-               workers: list[str] | None, attempts: int, retry_until: float) -> dict[str, Any]:
+               workers: list[str] | None, attempts: int, retry_until: float,
+               tls: bool = False) -> dict[str, Any]:
     """One measurement with a fresh simulator and target, so no run inherits another's heap.
 
     With `attempts` > 1 (full runs) it waits a little for an idle machine first and is redone
@@ -112,7 +146,7 @@ async def _one(scenario: str, spec: TargetSpec, work: Path, sizes: Sizes,
             await asyncio.to_thread(wait_quiet, 20.0 if attempt > 1 else 10.0)
         began = time.monotonic()
         try:
-            async with (simulator(work) as upstream,
+            async with (simulator(work, tls) as upstream,
                         running(spec, upstream, work, workers) as target):
                 result = await SCENARIOS[scenario](target, sizes)
         except Exception as exc:  # noqa: BLE001 - one broken target must not lose the others
@@ -140,8 +174,11 @@ def _notes(have_nginx: bool, have_workers: bool, nofile: int) -> list[str]:
         if can_pin() else "Fewer than 2 CPUs or no taskset: nothing is pinned.",
         (f"RLIMIT_NOFILE {nofile} for every child. Each target is started fresh per scenario "
          "and warmed up before measuring."),
-        ("proxy = `python3 -m proxy` with metrics and usage injection on, access log off; "
-         "proxy+log = the same with the access log on, stdout drained through a pipe."),
+        ("bare = the aiohttp pass-through on asyncio's own loop (what every target is held "
+         "to); bare+uvloop = the same on uvloop, a reference row. proxy = `python3 -m proxy` "
+         "with metrics and usage injection on, access log off, on its default loop (uvloop); "
+         "proxy-asyncio = the same on asyncio's own loop; proxy+log = the proxy with the "
+         "access log on, stdout drained through a pipe."),
     ]
     if not have_nginx:
         notes.append("nginx is not installed: the nginx target was skipped.")

@@ -1,17 +1,21 @@
 """The floor of our stack: an aiohttp pass-through with no observer and no metrics.
 
-`python3 -m bench.bare_proxy --port 8081 --upstream http://127.0.0.1:8000`
+`python3 -m bench.bare_proxy --port 8081 --upstream http://127.0.0.1:8000 [--uvloop]`
 
 Same client-session settings as proxy/app.py (no pool limit, no decompression, no cookie jar)
 and the same server settings as proxy/runtime/server.py (handler cancellation, no access log, the
 garbage-collector tuning), so the difference between the two is what the proxy does per
 request and per piece.
 
-It reads sockets the way aiohttp does by default, `recv(256 KiB)` per read (the proxy reads
-into a reused buffer: proxy/relay/receive_buffer.py). glibc serves that 256 KiB block from the heap
-or with mmap depending on the process's history (25 us a read apart), so the bare
-pass-through pins malloc's mmap threshold at 1 MiB: every run takes the cheap path, and bare
-is measured at its best.
+On asyncio's own loop it reads sockets the way aiohttp does by default, `recv(256 KiB)` per
+read. glibc serves that 256 KiB block from the heap or with mmap depending on its mmap
+threshold (25 us a read apart; the proxy pins the threshold low so the block never fragments
+its heap: proxy/runtime/process_tuning.py), so the bare pass-through pins it high, at 1 MiB:
+every run takes the cheap path, and bare is measured at its best (a benchmark run is too
+short for the heap growth that costs a long-running server).
+
+`--uvloop` runs it on uvloop (the `bare+uvloop` reference row: where the floor of the stack
+moves with the loop); without it, asyncio's own loop, the baseline every target is held to.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from proxy.runtime.process_tuning import tune_for_serving
+from proxy.runtime import event_loop
+from proxy.runtime.process_tuning import pin_mmap_threshold, tune_for_serving
 
 HOP_BY_HOP = frozenset(h.lower() for h in (
     hdrs.CONNECTION, "Keep-Alive", hdrs.PROXY_AUTHENTICATE, hdrs.PROXY_AUTHORIZATION, hdrs.TE,
@@ -95,14 +100,14 @@ async def serve(host: str, port: int, upstream: str) -> None:
 
 def _pin_mmap_threshold() -> None:
     """glibc only (a C library without `mallopt` is left as it is)."""
+    pin_mmap_threshold(1 << 20)
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    m_mmap_threshold, m_trim_threshold = -3, -1  # malloc.h
-    mallopt(m_mmap_threshold, 1 << 20)
+    m_trim_threshold = -1  # malloc.h
     mallopt(m_trim_threshold, 2 << 20)
 
 
@@ -111,8 +116,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="scheme://host:port")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="serve on uvloop (default: asyncio's own loop)")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, args.upstream))
+    event_loop.run(serve(args.host, args.port, args.upstream),
+                   "uvloop" if args.uvloop else "asyncio")
 
 
 if __name__ == "__main__":

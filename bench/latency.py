@@ -79,6 +79,9 @@ async def s1_latency(target: Running, sizes: Sizes) -> Result:
                 for is_control, record in zip(order, records, strict=True):
                     (control if is_control else mine).append(record)
     ours, theirs = latency(mine), latency(control)
+    chunks, cpu = sum(len(r.content_times) for r in mine), meter.target_cpu
     return {**completed(mine), "control_completed": completed(control)["completed"],
             "control_streams": len(control), **meter.as_dict(), **ours,
-            "control": theirs, "added": added(ours, theirs)}
+            "control": theirs, "added": added(ours, theirs), "chunks": chunks,
+            # The control streams go direct: the target's CPU is spent on its own streams only.
+            "cpu_ms_per_1k_chunks": None if cpu is None or not chunks else cpu * 1e6 / chunks}

@@ -55,70 +55,93 @@ def _disturbed(results: Results, scenario: str, *targets: str) -> bool:
 
 
 def checks(results: Results) -> list[Check]:
-    """The targets on the proxy row. CPU contention voids the timing and throughput verdicts;
-    memory and completion (S3) do not depend on it."""
-    found: list[Check] = []
-    s1 = _disturbed(results, "S1", "proxy")
-    for metric, label in (("ttfb_ms", "TTFB"), ("ttft_ms", "TTFT"),
-                          ("event_delay_ms", "per-event delay")):
-        added = _added(results, "proxy", metric, "p50")
-        found.append(Check("S1", f"added {label} p50 vs direct", _ms(added), "≤ 1.0 ms",
-                           None if added is None else added <= 1.0, s1))
-    proxy, bare = (_added(results, t, "event_delay_ms", "p99") for t in ("proxy", "bare"))
-    p99 = None if proxy is None or bare is None else proxy - bare
-    found.append(Check("S1", "added per-event delay p99 − bare's", _ms(p99), "≤ 1.0 ms",
-                       None if p99 is None else p99 <= 1.0,
-                       _disturbed(results, "S1", "proxy", "bare")))
+    """Issue 14's targets, all against `bare` (the pass-through on asyncio's default loop) in
+    the same run. CPU contention voids the timing and CPU verdicts; memory and completion (S3)
+    do not depend on it."""
+    found: list[Check] = [
+        _ratio_check(results, "S1", "cpu_ms_per_1k_chunks", "CPU per chunk, proxy / bare", 1.0),
+        _ratio_check(results, "S1", "cpu_ms_per_1k_chunks",
+                     "CPU per chunk, proxy / bare (stretch)", 0.6)]
+    s1 = _disturbed(results, "S1", "proxy", "bare")
+    for metric, label, slack in (("event_delay_ms", "per-event delay", 0.0),
+                                 ("ttfb_ms", "TTFB", 0.3)):
+        proxy, bare = (_added(results, t, metric, "p50") for t in ("proxy", "bare"))
+        over = None if proxy is None or bare is None else proxy - bare
+        found.append(Check("S1", f"added {label} p50 − bare's", _ms(over),
+                           f"≤ {slack:+.2f} ms", None if over is None else over <= slack + 1e-9,
+                           s1))
     found.append(_ratio_check(results, "S2", "cpu_ms_per_1k_chunks",
-                              "CPU per 1k chunks, proxy / bare", 1.25, at_most=True))
+                              "CPU per 1k chunks, proxy / bare", 1.0))
     done, total = (_get(results, "S3", "proxy", k) for k in ("completed", "streams"))
     found.append(Check("S3", "streams completed", f"{done}/{total}", "all",
                        None if done is None else done == total))
     kib = _get(results, "S3", "proxy", "rss_kib_per_stream")
     found.append(Check("S3", "RSS per open stream", "—" if kib is None else f"{kib:.1f} KiB",
-                       "≤ 40 KiB", None if kib is None else kib <= 40))
-    found.append(_ratio_check(results, "S4", "requests_per_s", "requests/s, proxy / bare",
-                              0.80, at_most=False))
+                       f"≤ {S3_KIB:g} KiB", None if kib is None else kib <= S3_KIB))
+    found.append(_ratio_check(results, "S4", "cpu_ms_per_1k_requests",
+                              "CPU per request, proxy / bare", 1.0))
     return found
 
 
-def _ratio_check(results: Results, scenario: str, key: str, criterion: str, limit: float,
-                 *, at_most: bool) -> Check:
+S3_KIB = 36.0
+
+
+def _ratio_check(results: Results, scenario: str, key: str, criterion: str,
+                 limit: float) -> Check:
     proxy, bare = (_get(results, scenario, t, key) for t in ("proxy", "bare"))
     ratio = proxy / bare if proxy is not None and bare else None
-    passed = None if ratio is None else (ratio <= limit if at_most else ratio >= limit)
     return Check(scenario, criterion, "—" if ratio is None else f"{ratio:.2f}×",
-                 f"{'≤' if at_most else '≥'} {limit:.2f}×", passed,
+                 f"≤ {limit:.2f}×", None if ratio is None else ratio <= limit,
                  _disturbed(results, scenario, "proxy", "bare"))
 
 
 def limits(results: Results, found: list[dict[str, Any]]) -> list[str]:
-    """For each throughput or CPU target missed: the measured gap and what set the pace."""
+    """For each target missed: the measured gap and what set the pace."""
     lines = []
     for check in found:
-        if check["verdict"] != "GAP" or check["scenario"] not in _PER_UNIT:
+        if check["verdict"] != "GAP":
             continue
         scenario = check["scenario"]
-        key, unit = _PER_UNIT[scenario]
+        head = f"{scenario} {check['criterion']}: {check['value']} (target {check['limit']})."
         proxy, bare = (results.get(scenario, {}).get(t, {}) for t in ("proxy", "bare"))
+        if scenario == "S3":
+            lines.append(f"{head} {_s3_pace(proxy, bare)}")
+            continue
+        key, unit = _PER_UNIT[scenario]
         if not proxy.get(key) or not bare.get(key):
             continue
-        cost = (f"the proxy spent {proxy[key] / bare[key]:.2f}× bare's CPU per {unit} "
+        cost = (f"The proxy spent {proxy[key] / bare[key]:.2f}× bare's CPU per {unit} "
                 f"({proxy[key]:.1f} against {bare[key]:.1f} ms per 1,000)")
         util = proxy.get("target_cpu_util") or 0.0
         bare_util = bare.get("target_cpu_util") or 0.0
-        others = ((proxy.get("loadgen_cpu_s") or 0.0) + (proxy.get("simulator_cpu_s") or 0.0)) \
-            / (proxy.get("wall_s") or 1.0)
-        pace = (f"its core was {util:.0%} busy (bare's {bare_util:.0%}), so that cost set its rate"
-                if util >= 0.85 else
-                f"its core was only {util:.0%} busy: the load generator and simulator "
-                f"({others:.0%} of a core) set the pace")
-        lines.append(f"{scenario} {check['criterion']}: {check['value']} (target "
-                     f"{check['limit']}). {cost[0].upper()}{cost[1:]}; {pace}.")
+        lines.append(f"{head} {cost}; {_pace(scenario, proxy, util, bare_util)}.")
     return lines
 
 
-_PER_UNIT = {"S2": ("cpu_ms_per_1k_chunks", "chunk"), "S4": ("cpu_ms_per_1k_requests", "request")}
+def _pace(scenario: str, proxy: dict[str, Any], util: float, bare_util: float) -> str:
+    if util >= 0.85:
+        return f"its core was {util:.0%} busy (bare's {bare_util:.0%}), so that cost set its rate"
+    if scenario == "S1":
+        # S1 is paced by the simulator's 5 ms gaps, not by a saturated core: what a piece
+        # waits for is the work done on it and on the pieces ahead of it in the loop.
+        return (f"its core was {util:.0%} busy (bare's {bare_util:.0%}): not saturated, so the "
+                "work per piece (reads, writes, wake-ups, what the proxy does) set it")
+    others = ((proxy.get("loadgen_cpu_s") or 0.0) + (proxy.get("simulator_cpu_s") or 0.0)) \
+        / (proxy.get("wall_s") or 1.0)
+    return (f"its core was only {util:.0%} busy: the load generator and simulator "
+            f"({others:.0%} of a core) set the pace")
+
+
+def _s3_pace(proxy: dict[str, Any], bare: dict[str, Any]) -> str:
+    mine, theirs = proxy.get("rss_kib_per_stream"), bare.get("rss_kib_per_stream")
+    if mine is None or theirs is None:
+        return f"Completed {proxy.get('completed')}/{proxy.get('streams')}."
+    return (f"Bare holds {theirs:.1f} KiB per open stream: the proxy's own state per stream "
+            f"is {mine - theirs:+.1f} KiB on top of aiohttp's.")
+
+
+_PER_UNIT = {"S1": ("cpu_ms_per_1k_chunks", "chunk"), "S2": ("cpu_ms_per_1k_chunks", "chunk"),
+             "S4": ("cpu_ms_per_1k_requests", "request")}
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -177,8 +200,9 @@ def _ok(r: dict[str, Any], base: dict[str, Any]) -> str:
 
 
 COLUMNS: dict[str, tuple[str, list[Column]]] = {
-    "S1": ("direct", [
-        ("ok", _ok), ("TTFB p50", _pct("ttfb_ms", "p50")), ("TTFB p99", _pct("ttfb_ms", "p99")),
+    "S1": ("bare", [
+        ("ok", _ok), ("CPU µs / chunk", _key("cpu_ms_per_1k_chunks", 1)),
+        ("CPU vs bare", _vs_bare("cpu_ms_per_1k_chunks")), ("TTFB p50", _pct("ttfb_ms", "p50")), ("TTFB p99", _pct("ttfb_ms", "p99")),
         ("TTFT p50", _pct("ttft_ms", "p50")), ("TTFT p99", _pct("ttft_ms", "p99")),
         ("event delay p50", _pct("event_delay_ms", "p50")),
         ("event delay p99", _pct("event_delay_ms", "p99")),
@@ -253,21 +277,29 @@ def markdown(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-VARIANT_KEYS = {"S2": (("chunks_per_s", "chunks/s"), ("cpu_ms_per_1k_chunks", "CPU per 1k chunks")),
+VARIANT_KEYS = {"S1": (("cpu_ms_per_1k_chunks", "CPU per chunk"),),
+                "S2": (("chunks_per_s", "chunks/s"), ("cpu_ms_per_1k_chunks", "CPU per 1k chunks")),
                 "S4": (("requests_per_s", "req/s"), ("cpu_ms_per_1k_requests", "CPU per 1k req"))}
+VARIANTS = (("bare+uvloop", "bare", "the pass-through on uvloop"),
+            ("proxy-asyncio", "proxy", "asyncio's own loop"),
+            ("proxy+log", "proxy", "access log on"),
+            ("proxy-w2", "proxy", "2 workers, unpinned"))
 
 
 def variants(scenario: str, by_target: dict[str, dict[str, Any]]) -> list[str]:
-    """The proxy's variants (access log, 2 workers) against the plain proxy."""
-    base = by_target.get("proxy", {})
+    """Each variant (bare on uvloop; the proxy on the stock loop, with the access log, with
+    2 workers) against the row it varies."""
     found = []
-    for name, label in (("proxy+log", "access log on"), ("proxy-w2", "2 workers, unpinned")):
-        mine = by_target.get(name, {})
+    for name, against, label in VARIANTS:
+        mine, base = by_target.get(name, {}), by_target.get(against, {})
         parts = [f"{what} {mine[key] / base[key]:.2f}×"
                  for key, what in VARIANT_KEYS.get(scenario, ())
                  if mine.get(key) is not None and base.get(key)]
+        if parts and name == "proxy-w2" and mine.get("chunks_per_s") and base.get("chunks_per_s"):
+            share = mine["chunks_per_s"] / (2 * base["chunks_per_s"])
+            parts.append(f"{share:.0%} of 2× the one pinned worker's chunks/s")
         if parts:
-            found.append(f"{name} ({label}) vs proxy: " + ", ".join(parts))
+            found.append(f"{name} ({label}) vs {against}: " + ", ".join(parts))
     return found
 
 

@@ -31,6 +31,7 @@ class Sizes:
 
 
 FULL = Sizes()
+QUICK = Sizes(s1_rounds=1, s2_rounds=1, s4_seconds=5)
 SMOKE = Sizes(s1_streams=6, s1_chunks=20, s1_first_token_ms=20, s1_control=2, s1_rounds=1,
               s2_streams=10, s2_chunks=50, s2_rounds=1, s3_streams=40, s3_chunks=2, s3_gap_ms=300,
               s3_batch=20, s4_concurrency=5, s4_seconds=1)

@@ -26,6 +26,9 @@ class TargetSpec:
     workers: int = 1
     pinned: bool = True
     """False: the target may run on every CPU (the multi-worker proxy)."""
+    event_loop: str | None = None
+    """bare and proxy: `uvloop` or `asyncio`; None = the target's default (bare: asyncio,
+    proxy: its own default, uvloop where installed)."""
 
 
 @dataclass
@@ -63,19 +66,22 @@ def workers_option() -> list[str] | None:
 
 
 @asynccontextmanager
-async def simulator(log_dir: Path) -> AsyncIterator[Running]:
+async def simulator(log_dir: Path, tls: bool = False) -> AsyncIterator[Running]:
     """The upstream of every target: the built-in simulator, pinned with the load generator.
 
     Its defaults are S1's; every scenario still sets its own shape with `x-simulator`.
+    `tls`: behind TLS (`bench/tls_simulator.py`; the targets trust it via `SSL_CERT_FILE`).
     """
     port = free_port()
-    child = spawn("simulator", [
+    argv = [PYTHON, "-m", "bench.tls_simulator", "--port", str(port)] if tls else [
         PYTHON, "-m", "proxy", "simulate", "--host", "127.0.0.1", "--port", str(port),
-        "--tokens", "200", "--first-token-delay", "0.2", "--token-delay", "0.005",
-    ], cpus=LOAD_CPU, log_dir=log_dir)
+        "--tokens", "200", "--first-token-delay", "0.2", "--token-delay", "0.005"]
+    child = spawn("simulator", argv, cpus=LOAD_CPU, log_dir=log_dir)
     try:
         await wait_listening(child, port)
-        yield Running(TargetSpec("simulator", "simulator"), f"http://127.0.0.1:{port}", child)
+        scheme = "https" if tls else "http"
+        yield Running(TargetSpec("simulator", "simulator"), f"{scheme}://127.0.0.1:{port}",
+                      child)
     finally:
         child.stop()
 
@@ -102,6 +108,8 @@ def _start(spec: TargetSpec, port: int, upstream: str, work: Path,
     name = spec.name.replace("+", "-")
     if spec.kind == "bare":
         argv = [PYTHON, "-m", "bench.bare_proxy", "--port", str(port), "--upstream", upstream]
+        if spec.event_loop == "uvloop":
+            argv.append("--uvloop")
         return spawn(name, argv, cpus=cpus, log_dir=work)
     if spec.kind == "nginx":
         binary = nginx_binary()
@@ -118,6 +126,8 @@ def _start(spec: TargetSpec, port: int, upstream: str, work: Path,
             raise RuntimeError("the proxy has no --workers option")
         argv = [PYTHON, "-m", "proxy", *workers_prefix, "--config", str(config),
                 "--workers", str(spec.workers)]
+    if spec.event_loop is not None:
+        argv += ["--event-loop", spec.event_loop]
     return spawn(name, argv, cpus=cpus, log_dir=work, drain_stdout=spec.access_log)
 
 
@@ -139,7 +149,7 @@ def write_proxy_config(path: Path, port: int, upstream: str, access_log: bool) -
 def write_nginx_conf(directory: Path, port: int, upstream: str) -> Path:
     """One worker, no buffering, HTTP/1.1 keepalive to the upstream; every path in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    host_port = upstream.split("://", 1)[1]
+    scheme, host_port = upstream.split("://", 1)
     temp = "".join(f"    {kind}_temp_path {directory}/{kind};\n"
                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     conf = directory / "nginx.conf"
@@ -157,7 +167,7 @@ http {{
         listen 127.0.0.1:{port};
         keepalive_requests 100000;
         location / {{
-            proxy_pass http://simulator;
+            proxy_pass {scheme}://simulator;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;

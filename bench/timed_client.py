@@ -44,8 +44,10 @@ def headers(simulator: str) -> dict[str, str]:
 
 
 def new_session() -> aiohttp.ClientSession:
+    # ssl=False: with `--tls` the direct streams reach the simulator's self-signed certificate
+    # (on 127.0.0.1); the targets themselves verify it.
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
+        connector=aiohttp.TCPConnector(limit=0, ssl=False), auto_decompress=False,
         timeout=aiohttp.ClientTimeout(total=None, sock_read=60), trust_env=False)
 
 

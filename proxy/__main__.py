@@ -20,6 +20,7 @@ from proxy.config import (
     UpstreamConfig,
     load_config,
 )
+from proxy.runtime import event_loop
 from proxy.runtime.server import serve, start, wait_for_signal
 from proxy.runtime.workers import Supervisor, worker_count, worker_registries
 from proxy.traffic import options as loadgen_options
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--no-traffic", action="store_true", help="do not send sample requests")
+    _event_loop_option(demo, defaults=True)
     loadgen_options.add_arguments(
         commands.add_parser("loadgen", help="send a realistic request mix"))
     return parser
@@ -83,6 +85,15 @@ def _serve_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     parser.add_argument("--workers", default=default("1"), metavar="N",
                         help="processes sharing the port (SO_REUSEPORT); `auto` = one per CPU "
                              "(default: 1)")
+    _event_loop_option(parser, defaults=defaults)
+
+
+def _event_loop_option(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    chosen = os.environ.get(event_loop.ENV, "auto")
+    parser.add_argument("--event-loop", choices=event_loop.CHOICES,
+                        default=chosen if defaults else argparse.SUPPRESS,
+                        help=f"`auto` = uvloop when installed, else asyncio's own (default: "
+                             f"auto, or ${event_loop.ENV})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
         if args.command == "demo":
-            return asyncio.run(_demo(args))
+            return event_loop.run(_demo(args), args.event_loop)
         if args.command == "loadgen":
             from proxy.traffic import generator  # a tool: loaded only when it runs
 
@@ -113,17 +124,23 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"aoai-stream-proxy: --workers: {exc}", file=sys.stderr)
         return 2
+    try:
+        event_loop.loop_factory(args.event_loop)
+    except (event_loop.LoopUnavailable, ValueError) as exc:
+        print(f"aoai-stream-proxy: --event-loop: {exc}", file=sys.stderr)
+        return 2
     if getattr(args, "worker", False):
         registry, exposition = worker_registries()
-        asyncio.run(serve(config, reuse_port=True, registry=registry, exposition=exposition))
+        event_loop.run(serve(config, reuse_port=True, registry=registry, exposition=exposition),
+                       args.event_loop)
         return 0
     if count == 1:
-        asyncio.run(serve(config))
+        event_loop.run(serve(config), args.event_loop)
         return 0
     if config.listen.port == 0:
         print("aoai-stream-proxy: --workers needs a fixed listen.port (not 0)", file=sys.stderr)
         return 2
-    return Supervisor(args.config, config, count).run()
+    return Supervisor(args.config, config, count, args.event_loop).run()
 
 
 async def _simulate(args: argparse.Namespace) -> int:

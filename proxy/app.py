@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from proxy.config import Config, UpstreamConfig
-from proxy.relay import cors, receive_buffer
+from proxy.relay import cors
 from proxy.relay.errors import azure_error
 from proxy.relay.handler import STATE, ProxyState, handle
 from proxy.relay.usage import RejectionMemory
@@ -139,7 +139,7 @@ def _client_session(config: Config) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         # No connection cap: every concurrent stream needs its own upstream connection, and a
         # pool limit would silently queue streams behind each other.
-        connector=receive_buffer.connector(limit=0, ttl_dns_cache=300),
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.connect,
                                       sock_connect=timeouts.connect, sock_read=timeouts.idle),
         # What is forwarded must match the headers forwarded: never decompress.

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from proxy import __version__
 from proxy.app import REGISTRY, create_admin_app, create_app
 from proxy.config import Config
-from proxy.relay import receive_buffer
+from proxy.runtime import event_loop
 from proxy.runtime.lifecycle import Lifecycle
 from proxy.runtime.process_tuning import tune_for_serving
 
@@ -39,7 +39,7 @@ async def start(app: web.Application, host: str, port: int, *, reuse_port: bool 
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=shutdown_timeout, keepalive_timeout=client_timeout)
     await runner.setup()
-    site = receive_buffer.TCPSite(runner, host, port, reuse_port=reuse_port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
     await site.start()
     return runner, runner.addresses[0][1]
 
@@ -55,8 +55,8 @@ async def serve(config: Config, *, reuse_port: bool = False,
                                reuse_port=reuse_port, shutdown_timeout=_AFTER_DRAIN,
                                client_timeout=config.timeouts.client)
     runners = [runner]
-    log.info("aoai-stream-proxy %s listening on http://%s:%d", __version__,
-             config.listen.host, port)
+    log.info("aoai-stream-proxy %s listening on http://%s:%d (event loop: %s)", __version__,
+             config.listen.host, port, event_loop.name_of(asyncio.get_running_loop()))
     if config.admin is not None:
         admin = create_admin_app(config, exposition or app[REGISTRY], lifecycle)
         admin_runner, admin_port = await start(admin, config.admin.host, config.admin.port,

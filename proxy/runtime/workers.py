@@ -40,8 +40,10 @@ def worker_count(value: str) -> int:
 
 
 class Supervisor:
-    def __init__(self, config_path: str, config: Config, count: int) -> None:
+    def __init__(self, config_path: str, config: Config, count: int,
+                 event_loop: str = "auto") -> None:
         self.config_path = config_path
+        self.event_loop = event_loop
         self.config = config
         self.count = count
         self.stopping = False
@@ -66,7 +68,8 @@ class Supervisor:
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, MULTIPROC_ENV: self.metrics_dir}
         return subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", self.config_path, "serve", "--worker"],
+            [sys.executable, "-m", "proxy", "--config", self.config_path, "serve", "--worker",
+             "--event-loop", self.event_loop],
             env=env)
 
     def _replace_dead(self) -> None:

@@ -45,8 +45,8 @@ RSS_BOUND = 40 * 1024 * 1024
 """Largest RSS growth of the proxy process from after warm-up to after the soak (a third of
 it in the second half: a leak keeps growing, a working set levels off). Measured: ~8 MiB,
 2-3 MiB of it in the second half, after 20 s / ~2,000 requests at 48 concurrent clients.
-Before socket reads went through `proxy/relay/receive_buffer.py` the heap's free space grew
-0.25 MiB a second without end, and the second half alone grew 13 MiB."""
+While reads allocated 256 KiB each from the heap (`proxy/runtime/process_tuning.py`), the
+heap's free space grew 0.25 MiB a second without end, and the second half alone grew 13 MiB."""
 IDLE = 1.0
 HEALTHY = healthy_stream(60)
 PIECES = (1, 5, 64, 3, 1500, 7, 400)

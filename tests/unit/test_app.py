@@ -12,7 +12,6 @@ from aiohttp import web
 
 from proxy.app import create_app
 from proxy.config import Config, UpstreamConfig
-from proxy.relay import receive_buffer
 from proxy.relay.handler import STATE, ProxyState
 
 CONFIG = Config(upstreams=(UpstreamConfig(name="primary", endpoint="http://127.0.0.1:9",
@@ -29,14 +28,12 @@ async def state() -> AsyncIterator[ProxyState]:
         await runner.cleanup()
 
 
-async def test_the_upstream_session_reads_through_the_proxy_s_own_read_path(
+async def test_the_upstream_session_never_queues_streams_for_a_connection(
         state: ProxyState) -> None:
-    # The read path the app claims (bench/README.md): upstream sockets read into one reused
-    # buffer, through `receive_buffer.UpstreamProtocol`. If the read path changes, this is the
-    # one place that names what the app's session must then use.
+    # Every concurrent stream needs its own upstream connection: a pool limit would silently
+    # queue streams behind each other. (The read path is the serving event loop's, uvloop by
+    # default: tests/integration/test_serving_loop.py shows a serving process runs on it.)
     connector = state.session.connector
     assert connector is not None
     assert connector.limit == 0, "streams must never queue for a connection slot"
-    protocol = connector._factory()  # what aiohttp builds for each new upstream connection
-    assert isinstance(protocol, receive_buffer.UpstreamProtocol), (
-        f"the app's upstream connections read through {type(protocol).__name__}")
+    assert not state.session.auto_decompress, "what is forwarded must match its headers"
