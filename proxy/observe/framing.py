@@ -84,6 +84,11 @@ class Framer:
         held = self._held
         if not chunk:
             return Frames(held, [], 0)
+        n = len(chunk)
+        if (not held and not (self._fresh or self._cr or self._skipping) and n > 2
+                and chunk.find(b"\n\n") == n - 2 and chunk[0] != _LF
+                and chunk.find(b"\r") < 0 and n - 2 <= self._max):
+            return Frames(chunk, [(0, n - 2, n)], n)  # one whole event: most pieces in S1
         pos = 0  # where in data the scan starts: a line start unless a held line goes on
         lead = False
         if self._fresh:
