@@ -84,11 +84,9 @@ class Framer:
         held = self._held
         if not chunk:
             return Frames(held, [], 0)
-        n = len(chunk)
-        if (not held and not (self._fresh or self._cr or self._skipping) and n > 2
-                and chunk.find(b"\n\n") == n - 2 and chunk[0] != _LF
-                and chunk.find(b"\r") < 0 and n - 2 <= self._max):
-            return Frames(chunk, [(0, n - 2, n)], n)  # one whole event: most pieces in S1
+        end = self.single(chunk)
+        if end >= 0:
+            return Frames(chunk, [(0, end, end + 2)], end + 2)
         pos = 0  # where in data the scan starts: a line start unless a held line goes on
         lead = False
         if self._fresh:
@@ -112,6 +110,18 @@ class Framer:
             frames = self._feed_any(data, pos)
         frames.lead = lead
         return frames
+
+    def single(self, chunk: bytes) -> int:
+        """The hot path, without allocating: if `chunk` is exactly one whole event within the
+        size limit, "\\n"-framed, and the framer is idle, return its `body_end` (the framer stays
+        idle, as `feed` would leave it); else -1, and `feed` is the way. Most pieces of a stream
+        that is not under load are one event each."""
+        n = len(chunk) - 2
+        if (n > 0 and chunk.find(b"\n\n") == n and chunk[0] != _LF and n <= self._max
+                and not (self._held or self._fresh or self._cr or self._skipping)
+                and chunk.find(b"\r") < 0):
+            return n
+        return -1
 
     def _feed_lf(self, data: bytes, pos: int) -> Frames:
         """The usual case, without any "\\r": an event ends at its first "\\n\\n"."""

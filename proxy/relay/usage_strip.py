@@ -46,6 +46,13 @@ class UsageStripper:
         """The bytes to send now for this piece."""
         if not chunk:
             return b""
+        end = self._framer.single(chunk)
+        if end >= 0:  # one whole event: the usual piece
+            self._drop_lead = False
+            cut = _removal(chunk, (0, end, end + 2)) if b'"usage"' in chunk else None
+            if cut is None:
+                return chunk
+            return chunk[: cut[0]] + chunk[cut[1] :]
         frames = self._framer.feed(chunk)
         data, settled = frames.data, frames.settled
         skip_lead = frames.lead and self._drop_lead
