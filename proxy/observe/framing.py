@@ -112,12 +112,14 @@ class Framer:
         return frames
 
     def single(self, chunk: bytes) -> int:
-        """The hot path, without allocating: if `chunk` is exactly one whole event within the
-        size limit, "\\n"-framed, and the framer is idle, return its `body_end` (the framer stays
-        idle, as `feed` would leave it); else -1, and `feed` is the way. Most pieces of a stream
-        that is not under load are one event each."""
+        """The hot path, without allocating: if `chunk` is exactly one whole one-line event
+        within the size limit, "\\n"-framed, and the framer is idle, return its `body_end`
+        (the framer stays idle, as `feed` would leave it); else -1, and `feed` is the way.
+        Most pieces of a stream that is not under load are one event each."""
         n = len(chunk) - 2
-        if (n > 0 and chunk.find(b"\n\n") == n and chunk[0] != _LF and n <= self._max
+        # One line and a blank line: the first "\n" is the one before the last byte, a "\n".
+        # One-byte finds are a memchr each.
+        if (n > 0 and chunk[-1] == _LF and chunk.find(b"\n") == n and n <= self._max
                 and not (self._held or self._fresh or self._cr or self._skipping)
                 and chunk.find(b"\r") < 0):
             return n
