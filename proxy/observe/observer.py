@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer
+from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer, Span
 from proxy.observe.semantics import Observation, apply_object
 from proxy.observe.sse import parse_event
 from proxy.observe.templates import Template
@@ -66,10 +66,7 @@ class StreamObserver:
             outputs = self._span(data, 0, end)
         else:
             frames = self._framer.feed(data)
-            outputs = 0
-            buf = frames.data
-            for start, body_end, _ in frames.spans:
-                outputs += self._span(buf, start, body_end)
+            outputs = self._spans(frames.data, frames.spans) if frames.spans else 0
             obs.oversized_events = self._framer.oversized
         if outputs:
             now = self._clock()
@@ -81,6 +78,33 @@ class StreamObserver:
         """End of stream: an unterminated last event is dropped (as clients do)."""
         self._framer.reset()
         return self.observation
+
+    def _spans(self, buf: bytes, spans: list[Span]) -> int:
+        """Interpret several events of one piece (under load a read carries many): template
+        hits are tried inline and counted together, the rest go to `_span`."""
+        obs = self.observation
+        templates = self._templates
+        outputs = hits = hit_deltas = 0
+        for start, body_end, _ in spans:
+            if buf.startswith(b"data: ", start):
+                for template in templates:
+                    m = template.line(buf, start + 6, body_end)
+                    if m is not None and m.groups() == template.fixed:
+                        hits += 1
+                        hit_deltas += template.deltas
+                        break
+                else:
+                    if hits:  # counted before anything is parsed: learning is budgeted by hits
+                        obs.events += hits
+                        obs.output_deltas += hit_deltas
+                        outputs += hit_deltas
+                        hits = hit_deltas = 0
+                    outputs += self._span(buf, start, body_end)
+            else:
+                outputs += self._span(buf, start, body_end)
+        obs.events += hits
+        obs.output_deltas += hit_deltas
+        return outputs + hit_deltas
 
     def _span(self, buf: bytes, start: int, body_end: int) -> int:
         """Interpret the event framed at `buf[start:body_end]`; return its choice deltas with

@@ -67,12 +67,23 @@ class UsageStripper:
         out: list[bytes] = []
         cursor = 1 if skip_lead else 0
         for span in spans:
+            start, body_end, end = span
+            if (data.endswith(_USAGE_NULL_END, start, body_end)
+                    and data.startswith(b"data: {", start)
+                    and data.find(b"\n", start, body_end) < 0
+                    and data.find(b"\r", start, body_end) < 0):
+                # One `data: {...}` line: every injected chunk (as in `_removal`, inline).
+                out.append(data[cursor : body_end - len(_USAGE_NULL_END)])
+                cursor = body_end - 1
+                continue
+            if data.rfind(b'"usage"', start, body_end) < 0:
+                continue
             cut = _removal(data, span)
             if cut is None:
                 continue
             out.append(data[cursor:cut[0]])
             cursor = cut[1]
-            self._drop_lead = cut[1] == span[2] == len(data)
+            self._drop_lead = cut[1] == end == len(data)
         out.append(data[cursor:settled])
         return b"".join(out)
 
