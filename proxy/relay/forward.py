@@ -117,8 +117,9 @@ async def relay(
     clock: Callable[[], float] = time.perf_counter,
     extra_headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Relay `upstream` to the client piece by piece; `prefetched` is a body already read;
-    `extra_headers` are the proxy's own, replacing any of the same name from upstream."""
+    """Relay `upstream` to the client piece by piece; `prefetched` is the start of its body,
+    already read (the rest, if any, follows it); `extra_headers` are the proxy's own, replacing
+    any of the same name from upstream."""
     stream = is_event_stream(upstream.headers)
     ex.stream = ex.stream or stream
     ex.status = upstream.status
@@ -132,8 +133,8 @@ async def relay(
         if prefetched is not None:
             await _write(response, ex, prefetched, clock)
             tap.feed(prefetched)
-        else:
-            await _pump(upstream, response, ex, tap, rewrite, clock, watch, idle)
+        # After a prefetched start, whatever of the body was not read yet (usually nothing).
+        await _pump(upstream, response, ex, tap, rewrite, clock, watch, idle)
         await response.write_eof()
     except ConnectionResetError:
         # A write to the client failed before aiohttp noticed the connection was gone: return
