@@ -98,7 +98,7 @@ def exercised_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     metrics = Metrics(registry, ["gpt-4o"], ["app"], routes=[("gpt-4o", "east")])
     metrics.cooling.source = lambda: [("gpt-4o", "east", False)]
-    obs = Observation(first_token_at=1.0, last_token_at=2.0, content_events=5,
+    obs = Observation(first_token_at=1.0, last_token_at=2.0, output_deltas=5,
                       choices_seen={0}, finish_reasons={0: "content_filter"},
                       choice_filter_categories={0: {"hate"}})
     metrics.record(Exchange(started=0.0, wall_time=0.0, method="POST", path="/",
