@@ -1,4 +1,4 @@
-"""What a response said, learned from a copy of its bytes: chat-completion semantics -> Observation.
+"""What a response said, learned from a copy of its bytes -> Observation.
 
 `StreamObserver` is fed each piece of an SSE response right after the proxy wrote it to the
 client; `observe_json` reads a whole non-stream body. Neither ever raises: a malformed event is
@@ -15,8 +15,10 @@ Anything else (first chunks, finish, usage, filter verdicts, errors, a changed v
 misses every template and is parsed in full. Templates live in `proxy.observe.templates`; the events of
 a piece are matched where they lie in it, without the decoder's copies (see `_walk`).
 
-What a parsed object means (usage, finish reasons, filter verdicts, errors) is
-`proxy.observe.semantics`; this module decides which bytes to parse and when.
+What a parsed object means (usage, finish reasons, filter verdicts, errors) and which objects
+may become templates is the API's `Semantics` (`proxy.observe.reading`): chat completions'
+(`proxy.observe.semantics`, the default) or the Responses API's (`proxy.observe.responses`);
+this module decides which bytes to parse and when.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ import json
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
-from proxy.observe.semantics import Observation, apply_object
+from proxy.observe.reading import EventTemplate, Semantics
+from proxy.observe.semantics import CHAT, Observation
 from proxy.observe.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
-from proxy.observe.templates import Template
 
 __all__ = ["StreamObserver", "observe_json"]
 
@@ -48,16 +50,18 @@ class StreamObserver:
         clock: Callable[[], float] = time.perf_counter,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         fast_path: bool = True,
+        semantics: Semantics = CHAT,
     ) -> None:
         """`fast_path=False` hands every piece to the decoder and parses every event in full
         (tests compare the two paths)."""
         self.observation = Observation()
+        self._semantics = semantics
         self._clock = clock
         self._decoder = SSEDecoder(max_event_bytes)
         self._max_event = max_event_bytes
         self._max_piece = max_event_bytes + 2  # one event plus its blank line
         self._fast_path = fast_path
-        self._templates: list[Template] = []
+        self._templates: list[EventTemplate] = []
         # The decoder is idle and fast_path is on: a piece without "\r" can be walked at once.
         # Updated after each decoder feed (a property call costs on every piece).
         self._walkable = False
@@ -212,10 +216,11 @@ class StreamObserver:
         if not isinstance(obj, dict):
             obs.parse_errors += 1
             return 0
-        outputs = apply_object(obs, obj)
+        semantics = self._semantics
+        outputs = semantics.apply(obs, obj)
         obs.content_events += outputs
-        if outputs and self._may_learn() and _is_plain(obj):
-            template = Template.learn(data, outputs, self._MAX_TEMPLATE_BYTES)
+        if semantics.learnable(obj, outputs) and self._may_learn():
+            template = semantics.template(data, obj, outputs, self._MAX_TEMPLATE_BYTES)
             if template is not None:
                 self._templates.insert(0, template)
                 del self._templates[self._MAX_TEMPLATES :]
@@ -233,16 +238,9 @@ class StreamObserver:
         return True
 
 
-def _is_plain(obj: dict[str, Any]) -> bool:
-    """Is a chunk's only effect output on its choices? Only such a chunk can be a template:
-    one of its shape must mean the same whatever its variable strings say."""
-    scratch = Observation()
-    apply_object(scratch, obj)
-    return scratch == Observation(choices_seen=scratch.choices_seen)
-
-
 def observe_json(
-    body: bytes, content_encoding: str | None = None, *, max_bytes: int = 8 << 20
+    body: bytes, content_encoding: str | None = None, *, max_bytes: int = 8 << 20,
+    semantics: Semantics = CHAT,
 ) -> Observation:
     """Observe a whole non-stream body (completion, embeddings, error). Never raises.
 
@@ -264,7 +262,7 @@ def observe_json(
         obs.parse_errors = 1
         return obs
     try:
-        obs.content_events = apply_object(obs, obj)
+        obs.content_events = semantics.apply(obs, obj)
     except Exception:  # noqa: BLE001 - an observer bug must not fail the response
         obs.parse_errors = 1
     return obs

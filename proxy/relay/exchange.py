@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from proxy.observe.semantics import Observation
+from proxy.relay.operation import Operation
 
 ERROR_CONNECT = "connect"
 ERROR_TIMEOUT = "timeout"
@@ -25,6 +26,8 @@ class Exchange:
     method: str
     path: str
     """Request path without its query string."""
+    operation: Operation = "other"
+    """What the path addresses (`proxy.relay.operation`): a bounded label value."""
     api_version: str | None = None
     deployment: str = "other"
     """Bounded label value: a configured deployment name, else `other`."""

@@ -1,0 +1,42 @@
+"""What an observer needs from the semantics of one API: the chat-completion and Responses
+modules (`proxy.observe.semantics`, `proxy.observe.responses`) each provide a `Semantics`.
+
+`StreamObserver` and `observe_json` decide which bytes to parse and when; a `Semantics` says
+what a parsed JSON object means (it fills the `Observation`) and which objects may become byte
+templates for the observer's fast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from proxy.observe.semantics import Observation
+
+Matcher = Callable[..., Any]
+"""`(data)` or `(buf, pos, endpos)` -> an `re.Match[bytes]`, or None."""
+
+
+class EventTemplate(Protocol):
+    """Bytes of an ordinary event with its variable parts cut out (see `Template`)."""
+
+    fixed: tuple[bytes, ...]
+    """The fixed texts a match must capture for it to count."""
+    deltas: int
+    """Deltas with output in a matching event."""
+    payload: Matcher
+    """Matches an event's data as the SSE decoder dispatches it."""
+    event: Matcher
+    """Matches a whole event where the decoder would start one (no "\\r" in the piece)."""
+
+
+class Semantics(Protocol):
+    def apply(self, obs: Observation, obj: dict[str, Any]) -> int:
+        """Record what `obj` says in `obs`; return its deltas with output."""
+
+    def learnable(self, obj: dict[str, Any], outputs: int) -> bool:
+        """Cheap first test: may `obj` (which had `outputs`) become a template?"""
+
+    def template(self, data: bytes, obj: dict[str, Any], outputs: int,
+                 max_bytes: int) -> EventTemplate | None:
+        """A template from the event data `data` that parsed to `obj`, or None."""

@@ -1,0 +1,143 @@
+"""Byte templates of Responses API delta events: the observer's fast path for the Responses API.
+
+A Responses stream is mostly delta events, and every one differs from the last in its
+`sequence_number` (an integer) and its `delta` (a string), so chat's templates
+(`proxy.observe.templates`) never match them. Here a template is learned from one delta event's
+data with the values of `sequence_number`, `delta` and `obfuscation` cut out: `F0 V1 F1 ... Vk
+Fk`. A later event whose bytes equal the fixed texts F around valid values (an unsigned integer;
+a JSON string body, non-empty for an output delta) is the same JSON object with other values in
+those members, so it means the same: one output delta (or, for reasoning text, none).
+
+Events come as `event: <type>` then `data: <json>` (docs/responses-wire.md), so the whole-event
+matcher expects the `event:` line naming the JSON's own type; an event named otherwise, or with
+no name, simply misses and is read by the decoder, then by `payload`. As in chat's templates the
+fixed texts are captured as `(.{length})` and compared in one go, so the compiled pattern depends
+only on the lengths and the event name, and streams of one deployment share it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any, Final
+
+__all__ = ["DELTA_KEYS", "ResponsesTemplate"]
+
+DELTA_KEYS: Final = frozenset(
+    {
+        "type",
+        "sequence_number",
+        "item_id",
+        "output_index",
+        "content_index",
+        "summary_index",
+        "delta",
+        "logprobs",
+        "obfuscation",
+    }
+)
+"""The members of a delta event; an event with any other is never a template."""
+
+_INT: Final = b"int"
+_TEXT: Final = b"text"  # any string body
+_OUTPUT: Final = b"output"  # a non-empty string body
+
+# A variable member's key and the start of its value (the value's own syntax is checked below).
+_VARIABLE: Final = re.compile(rb'"(sequence_number|delta|obfuscation)"[ \t\r\n]*:[ \t\r\n]*')
+_UNSIGNED: Final = re.compile(rb"0|[1-9][0-9]*+")
+_STRING: Final = re.compile(rb'"((?:[^"\\]|\\.)*+)"', re.DOTALL)
+# A JSON string body within one line, up to its closing quote (possessive: a body never gives
+# bytes back, so a look-alike event cannot end a body early at an escaped quote).
+_LINE_BODY: Final = rb'[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+'
+_VALUE_PATTERNS: Final = {
+    _INT: rb"(?:0|[1-9][0-9]*+)(?![0-9.eE])",
+    _TEXT: _LINE_BODY,
+    _OUTPUT: rb'(?!")' + _LINE_BODY,
+}
+# What a value is replaced with to check that the cut-out spans are exactly those members.
+_PROBES: Final = {_INT: (b"987654321", 987654321), _TEXT: (b"\\u0001", "\x01")}
+
+
+class ResponsesTemplate:
+    """One delta event's data with its variable values cut out."""
+
+    __slots__ = ("deltas", "event", "fixed", "payload")
+
+    def __init__(self, name: bytes, fixed: tuple[bytes, ...], kinds: tuple[bytes, ...],
+                 deltas: int) -> None:
+        self.fixed = fixed
+        self.deltas = deltas
+        """Output deltas in a matching event: 1, or 0 for reasoning text."""
+        lengths = tuple(map(len, fixed))
+        self.payload = _pattern(b"", lengths, kinds).fullmatch
+        """(data) -> match: an event's data, as the SSE decoder dispatches it."""
+        self.event = _pattern(name, lengths, kinds).match
+        """(buf, pos, endpos) -> match: a whole `event: <type>\\ndata: ...\\n\\n` at pos, by
+        endpos. Where the decoder would start an event at pos and no "\\r" is in the piece,
+        it matches exactly when the decoder would dispatch the data line as it stands (within
+        the size limit endpos sets) and `payload` would match that: neither the fixed texts
+        nor a body here hold a line break, so the match ends at the first "\\n\\n"."""
+
+    @classmethod
+    def learn(cls, data: bytes, obj: dict[str, Any], deltas: int,
+              max_bytes: int) -> ResponsesTemplate | None:
+        """A template from a delta event's data `data`, which parsed to `obj`; None when it
+        is too big, not on one line, or its variable values are not where they seem."""
+        kind = obj.get("type")
+        if len(data) > max_bytes or b"\n" in data or b"\r" in data or not isinstance(kind, str):
+            return None
+        fixed: list[bytes] = []
+        kinds: list[bytes] = []
+        probe: list[bytes] = []
+        expected = dict(obj)
+        cursor = 0
+        for match in _VARIABLE.finditer(data):
+            key = match.group(1).decode()
+            if match.start() < cursor or key not in obj:
+                return None
+            start = match.end()
+            if key == "sequence_number":
+                value = _UNSIGNED.match(data, start)
+                end, value_kind = (value.end() if value else -1), _INT
+            else:
+                value = _STRING.match(data, start)
+                start, end = start + 1, (value.end() - 1 if value else -1)
+                value_kind = _OUTPUT if key == "delta" and deltas else _TEXT
+            if end < 0:
+                return None
+            fixed.append(data[cursor:start])
+            kinds.append(value_kind)
+            probe += [data[cursor:start], _PROBES[_INT if value_kind == _INT else _TEXT][0]]
+            expected[key] = _PROBES[_INT if value_kind == _INT else _TEXT][1]
+            cursor = end
+        fixed.append(data[cursor:])
+        probe.append(data[cursor:])
+        # The spans must be exactly the values of those members, each once: the event with
+        # every span replaced must parse to the object with those members replaced.
+        if len(kinds) != len(_VARIABLE_KEYS & obj.keys()) or not _parses_to(probe, expected):
+            return None
+        return cls(kind.encode(), tuple(fixed), tuple(kinds), deltas)
+
+
+_VARIABLE_KEYS: Final = frozenset({"sequence_number", "delta", "obfuscation"})
+
+
+def _parses_to(parts: list[bytes], expected: dict[str, Any]) -> bool:
+    try:
+        return bool(json.loads(b"".join(parts)) == expected)
+    except (ValueError, RecursionError):
+        return False
+
+
+@lru_cache(maxsize=64)
+def _pattern(name: bytes, lengths: tuple[int, ...], kinds: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """`(F0) V1 (F1) ... Vk (Fk)` by the lengths of the fixed texts; with `name`, as a whole
+    event: `event: <name>`, a `data: ` line and the blank line after it."""
+    parts = [b"event: " + re.escape(name) + b"\ndata: " if name else b"",
+             b"(.{%d})" % lengths[0]]
+    for length, kind in zip(lengths[1:], kinds, strict=True):
+        parts += [_VALUE_PATTERNS[kind], b"(.{%d})" % length]
+    if name:
+        parts.append(b"\n\n")
+    return re.compile(b"".join(parts), re.DOTALL)
