@@ -19,6 +19,7 @@ from .hooks import SIM_STATS, EventGate, RecordedRequest
 from .legacy import legacy_completions
 from .options import SCENARIOS
 from .resource import RESOURCE, Resource, json_response
+from .responses import responses_create
 
 _DEFAULTS: Final = SimulatorConfig()
 
@@ -39,6 +40,8 @@ def create_simulator_app(
     post("/openai/deployments/{deployment}/embeddings", embeddings)
     post("/openai/v1/embeddings", embeddings)
     post("/openai/deployments/{deployment}/completions", legacy_completions)
+    post("/openai/v1/responses", responses_create)
+    post("/openai/responses", responses_create)
     app.router.add_get("/openai/v1/models", _models)
     app.router.add_route("*", "/openai/{tail:.*}", _not_found)
     return app

@@ -39,6 +39,10 @@ class Options:
     disconnect_after: int | None = None
     stamp: bool = False
     """Put the send time in each chunk's ``obfuscation`` field (for latency benchmarks)."""
+    filter_ending: str = "kill"
+    """Responses only: how a filtered stream ends, ``kill`` (failed + error) or ``incomplete``."""
+    error_ending: str = "error"
+    """Responses only: how ``error_event`` ends, an ``error`` frame or ``response.failed``."""
 
     def tokens_or(self, default: int) -> int:
         """Content chunks per choice: the header's ``tokens``, else ``default``."""
@@ -104,12 +108,16 @@ _KEYS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "cached_tokens": ("cached_tokens", _count),
     "disconnect_after": ("disconnect_after", _count),
     "stamp": ("stamp", _flag),
+    "filter_ending": ("filter_ending", _choice_of(frozenset({"kill", "incomplete"}))),
+    "error_ending": ("error_ending", _choice_of(frozenset({"error", "failed"}))),
 }
 # Keys that mean nothing outside some scenarios: a stray one is most likely a typo'd scenario.
 _SCENARIO_ONLY_KEYS: Final = {
     "category": frozenset({"content_filter", "prompt_filter"}),
     "retry_after_s": frozenset({"rate_limit"}),
     "disconnect_after": frozenset({"disconnect"}),
+    "filter_ending": frozenset({"content_filter"}),
+    "error_ending": frozenset({"error_event"}),
 }
 
 

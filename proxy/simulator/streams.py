@@ -30,7 +30,8 @@ class _Drop(enum.Enum):
     HERE = enum.auto()
 
 
-_Event = bytes | float | _Drop  # bytes: one SSE event; float: seconds to pause
+Event = bytes | float | _Drop  # bytes: one SSE event; float: seconds to pause
+DROP: Final = _Drop.HERE
 
 
 class _Offsets:
@@ -56,7 +57,7 @@ class _Offsets:
         )
 
 
-def _events(c: Completion) -> Iterator[_Event]:
+def _events(c: Completion) -> Iterator[Event]:
     """The whole stream, lazily: 2,000 open streams must not hold their events in memory."""
     chunks = Chunks(c)
     offsets = _Offsets(c)
@@ -91,7 +92,7 @@ def _events(c: Completion) -> Iterator[_Event]:
     yield from _ending(c, chunks, offsets)
 
 
-def _ending(c: Completion, chunks: Chunks, offsets: _Offsets) -> Iterator[_Event]:
+def _ending(c: Completion, chunks: Chunks, offsets: _Offsets) -> Iterator[Event]:
     flagged = c.finish_reason == "content_filter"
     if c.async_filter and flagged:
         # Async mode has no finish chunk for a filtered choice: the verdict ends it.
@@ -112,7 +113,7 @@ def _ending(c: Completion, chunks: Chunks, offsets: _Offsets) -> Iterator[_Event
 
 async def _write_events(
     resp: web.StreamResponse,
-    events: Iterator[_Event],
+    events: Iterator[Event],
     gate: EventGate | None,
     *,
     clock: Callable[[], float] | None = None,
@@ -165,6 +166,13 @@ async def stream(
     request: web.Request, c: Completion, resource: Resource, headers: dict[str, str]
 ) -> web.StreamResponse:
     """Stream ``c`` as SSE, counting how the stream ended in the resource's stats."""
+    return await stream_events(request, _events(c), resource, headers)
+
+
+async def stream_events(
+    request: web.Request, events: Iterator[Event], resource: Resource, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Write ``events`` as one SSE body, with the pacing, gate and stats every stream has."""
     stats = resource.stats
     resp = web.StreamResponse(status=200, headers=headers)
     resp.headers[hdrs.CONTENT_TYPE] = _SSE_CONTENT_TYPE
@@ -175,7 +183,7 @@ async def stream(
         await resp.prepare(request)
         # Send the headers now, as Azure does, even while a gate holds the first event.
         await resp.write(b"")
-        if await _write_events(resp, _events(c), resource.gate):
+        if await _write_events(resp, events, resource.gate):
             await resp.write_eof()
             stats.streams_completed += 1
         else:
