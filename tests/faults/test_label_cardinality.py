@@ -16,6 +16,7 @@ from yarl import URL
 
 from proxy.config import ClientConfig
 from proxy.observe.semantics import FILTER_CATEGORIES, OTHER
+from proxy.relay.operation import OPERATIONS
 from proxy.telemetry.metrics import ERROR_TYPES, FINISH_REASONS, INCOMPLETE, TOKEN_TYPES
 from tests.conftest import DEPLOYMENTS, Running
 from tests.faults.conftest import StartRawUpstream
@@ -57,6 +58,7 @@ def allowed_values(label: str) -> set[str] | None:
         "deployment": {*DEPLOYMENTS, "other"},
         "client": {"app", "unknown"},
         "stream": {"true", "false"},
+        "operation": set(OPERATIONS),
         "status_code": {str(s) for s in range(100, 600)} | {"other"},
         "finish_reason": {*FINISH_REASONS, INCOMPLETE, "other"},
         "error_type": set(ERROR_TYPES),

@@ -85,7 +85,7 @@ async def test_v1_path_form_through_the_proxy(proxy: Running) -> None:
                    if c.finish_reason]
     assert reasons == ["stop"]
     assert proxy.sample("aoai_proxy_requests_total", deployment="gpt-4o-mini", client="unknown",
-                        stream="true", status_code="200") == 1
+                        operation="chat_completions", stream="true", status_code="200") == 1
 
 
 def recorded_upstream(body: bytes, pieces: list[int]) -> web.Application:
@@ -188,7 +188,8 @@ async def test_non_chat_paths_and_error_statuses_pass_through_unchanged(
         assert seen[0] == seen[1], path
     statuses = [s for s in (404, 500)]
     assert all(proxy.sample("aoai_proxy_requests_total", deployment=d, client="unknown",
-                            stream="false", status_code=str(s)) >= 1
+                            operation="chat_completions", stream="false",
+                            status_code=str(s)) >= 1
                for d, s in (("other", statuses[0]), ("gpt-4o", statuses[1])))
 
 
