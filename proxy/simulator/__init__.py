@@ -63,17 +63,28 @@ the key.
   the machine), taken just before the event's write. The benchmark measures per-event
   delivery delay with it.
 
+- ``filter_ending`` (``content_filter`` only): ``kill`` (default) or ``incomplete``;
+  ``error_ending`` (``error_event`` only): ``error`` (default) or ``failed``. Responses only:
+  how a filtered or failing Responses stream ends.
+
 Embeddings honour only ``scenario=rate_limit`` and ``scenario=server_error``; legacy
 completions also ``length`` and ``prompt_filter``; other scenarios there are a 400.
+
+The Responses API (``/openai/v1/responses``, ``/openai/responses?api-version=...``) honours
+every scenario in its own form, listed in ``docs/responses-wire.md`` §9; ``filter_mode``,
+``trailing_annotation`` and ``no_done`` are chat-only and a 400 there.
 
 A simulator started with an ``EventGate`` holds every SSE event, and every non-streaming
 completion or embeddings body, until the gate lets it go.
 
-Layout: ``app`` wires the routes of ``chat``, ``legacy`` and ``embeddings``, which share
-the checks of ``checks`` (``x-simulator`` via ``options``, Azure errors from ``errors``).
-A chat completion is planned whole by ``completion``, then written by ``streams`` with the
-event templates of ``chunks``. ``resource`` holds per-resource state and headers, ``wire``
-the fixed pieces of the wire format, ``hooks`` what tests use to hold and observe it.
+Layout: ``app`` wires the routes of ``chat``, ``legacy``, ``embeddings`` and
+``responses``, which share the checks of ``checks`` (``x-simulator`` via ``options``, Azure
+errors from ``errors``). A chat completion is planned whole by ``completion``, then written
+by ``streams`` with the event templates of ``chunks``. A Responses answer is planned by
+``responses_plan``, its Response object built by ``responses_body``, its events by
+``responses_stream`` (written by ``streams`` too). ``resource`` holds per-resource state and
+headers, ``wire`` the fixed pieces of the wire format, ``hooks`` what tests use to hold and
+observe it.
 """
 
 from .app import create_simulator_app, serve_simulator

@@ -208,6 +208,30 @@ async def test_openai_clients_stream_and_complete(server: TestServer) -> None:
             assert body.usage is not None and body.usage.input_tokens == 7
 
 
+def _sync_azure_round_trip(endpoint: str) -> tuple[list[str], str, str]:
+    """The synchronous client, as most apps use it: event types, streamed text, body text."""
+    with openai.AzureOpenAI(
+        azure_endpoint=endpoint, api_key=KEY, api_version=API_VERSION, max_retries=0
+    ) as client:
+        events = list(client.responses.create(model="gpt-4o", input="hi", stream=True))
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        body = client.responses.create(model="gpt-4o", input="hi")
+        return [e.type for e in events], text, body.output_text
+
+
+async def test_the_synchronous_azure_client_too(server: TestServer) -> None:
+    # In a thread, so that the simulator's loop keeps serving while the client blocks.
+    kinds, text, body_text = await asyncio.to_thread(
+        _sync_azure_round_trip, str(server.make_url(""))
+    )
+    assert (kinds[0], kinds[-1], text, body_text) == (
+        "response.created",
+        "response.completed",
+        TEXT,
+        TEXT,
+    )
+
+
 async def test_openai_clients_see_each_ending(server: TestServer) -> None:
     async with azure(server) as azure_client, v1(server) as v1_client:
         for client in (azure_client, v1_client):
