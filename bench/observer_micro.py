@@ -1,7 +1,7 @@
 """Micro-benchmark of the per-event cost of the stream observer and the usage-chunk stripper.
 
 `python3 -m bench.observer_micro` prints microseconds per SSE event for `StreamObserver.feed`
-and `UsageChunkStripper.feed` when each upstream piece carries 1, 3, 10 or 30 events, and
+and `UsageStripper.feed` when each upstream piece carries 1, 3, 10 or 30 events, and
 microseconds per `observe_json` call on a ~1.2 KB chat completion body.
 
 The events are the simulator's own chunks (`proxy.simulator.chunks`), as in benchmark S2. Two
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.observe.observer import StreamObserver, observe_json
-from proxy.observe.sse import UsageChunkStripper
+from proxy.relay.usage_strip import UsageStripper
 
 EVENTS = 600  # content chunks per timed pass: a multiple of every piece size below
 PIECE_SIZES = (1, 3, 10, 30)
@@ -127,7 +127,7 @@ def timed_pass(kind: str, head: list[bytes], stream: list[bytes]) -> Callable[[]
     if kind == "observer":
         feed = StreamObserver().feed
     else:
-        feed = UsageChunkStripper().feed
+        feed = UsageStripper().feed
     for piece in head:
         feed(piece)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import settings
 from prometheus_client import CollectorRegistry
 
 from proxy.app import create_app
@@ -19,6 +21,14 @@ from proxy.config import Config, UpstreamConfig
 from proxy.runtime.server import start
 from proxy.simulator import EventGate, SimulatorConfig, create_simulator_app
 from tests.faults.faultkit import ProxyProcess, free_port
+
+# Property tests: locally each run draws new random examples but replays failures saved in
+# .hypothesis/; Hypothesis' built-in "ci" profile (loaded when CI is set) fixes the examples so a
+# CI run is repeatable. "fresh" draws new examples every run and saves nothing, so repeated runs
+# explore: HYPOTHESIS_PROFILE=fresh (or --hypothesis-profile=fresh). See README, "Testing".
+settings.register_profile("fresh", derandomize=False, database=None, deadline=None)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 API_VERSION = "2024-10-21"
 DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")

@@ -1,19 +1,19 @@
 """What a response said, learned from a copy of its bytes -> Observation.
 
 `StreamObserver` is fed each piece of an SSE response right after the proxy wrote it to the
-client; `observe_json` reads a whole non-stream body. Neither ever raises: a malformed event is
-counted in `parse_errors` and the bytes keep flowing.
+client; `observe_json` reads a whole non-stream body. A malformed event or body is counted in
+`parse_errors` and the bytes keep flowing; anything else raised is a bug, which the tap
+(`proxy.observe.tap`) logs once and counts.
 
-Cost matters: the proxy has ~15 us of CPU per forwarded piece and a full `json.loads` of one
-Azure content chunk takes several of them. So a stream's ordinary content chunks take a fast
-path: after one has been parsed in full, its bytes are kept as a *template* with the strings
-that vary from chunk to chunk (`delta.content`, tool-call `arguments`, `obfuscation`) cut out;
-a later chunk whose bytes equal the template outside those strings is, by construction, the same
-JSON with other string values, so it means the same thing and is counted without parsing. The
-template is learned from the bytes actually seen, so it follows any key order or whitespace.
-Anything else (first chunks, finish, usage, filter verdicts, errors, a changed verdict block)
-misses every template and is parsed in full. Templates live in `proxy.observe.templates`; the events of
-a piece are matched where they lie in it, without the decoder's copies (see `_walk`).
+Events are framed by `proxy.observe.framing` and matched where they lie in the piece, without
+copies. Cost matters (figures and the decision in bench/README.md, "Templates"), so a stream's
+ordinary content chunks take a fast path: after one has been parsed in full, its bytes are kept
+as a *template* with the strings that vary from chunk to chunk (`delta.content`, tool-call
+`arguments`, `obfuscation`) cut out; a later chunk whose bytes equal the template outside those
+strings is, by construction, the same JSON with other string values, so it means the same thing
+and is counted without parsing. The template is learned from the bytes actually seen, so it
+follows any key order or whitespace. Anything else (first chunks, finish, usage, filter
+verdicts, errors, a changed verdict block) misses every template and is parsed in full.
 
 What a parsed object means (usage, finish reasons, filter verdicts, errors) and which objects
 may become templates is the API's `Semantics` (`proxy.observe.reading`): chat completions'
@@ -29,14 +29,12 @@ import zlib
 from collections.abc import Callable
 from typing import Final
 
+from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer
 from proxy.observe.reading import EventTemplate, Semantics
 from proxy.observe.semantics import CHAT, Observation
-from proxy.observe.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from proxy.observe.sse import parse_event
 
 __all__ = ["StreamObserver", "observe_json"]
-
-_LF: Final = 0x0A
-
 
 class StreamObserver:
     """Observes one SSE response, piece by piece."""
@@ -52,145 +50,73 @@ class StreamObserver:
         fast_path: bool = True,
         semantics: Semantics = CHAT,
     ) -> None:
-        """`fast_path=False` hands every piece to the decoder and parses every event in full
-        (tests compare the two paths)."""
+        """`fast_path=False` parses every event in full (tests compare the two paths)."""
         self.observation = Observation()
         self._semantics = semantics
         self._clock = clock
-        self._decoder = SSEDecoder(max_event_bytes)
-        self._max_event = max_event_bytes
-        self._max_piece = max_event_bytes + 2  # one event plus its blank line
+        self._framer = Framer(max_event_bytes)
         self._fast_path = fast_path
         self._templates: list[EventTemplate] = []
-        # The decoder is idle and fast_path is on: a piece without "\r" can be walked at once.
-        # Updated after each decoder feed (a property call costs on every piece).
-        self._walkable = False
         self._full_parses = 0
         self._learn_attempts = 0
 
     def feed(self, data: bytes) -> None:
-        """Take one piece of the response. Never raises."""
+        """Take one piece of the response. A malformed event is counted, never raised; an
+        exception out of here is a bug, which the tap (`proxy.observe.tap`) contains."""
         obs = self.observation
-        try:
-            if self._walkable and data.find(b"\r") < 0:
-                outputs = self._walk(data, 0)
-            else:
-                outputs = self._take(data)
-            if outputs:
-                now = self._clock()
-                if obs.first_token_at is None:
-                    obs.first_token_at = now
-                obs.last_token_at = now
-        except Exception:  # noqa: BLE001 - an observer bug must never break the byte flow
-            obs.parse_errors += 1
+        frames = self._framer.feed(data)
+        outputs = 0
+        if frames.spans:
+            buf = frames.data
+            for start, body_end, _ in frames.spans:
+                outputs += self._span(buf, start, body_end)
+        obs.oversized_events = self._framer.oversized
+        if outputs:
+            now = self._clock()
+            if obs.first_token_at is None:
+                obs.first_token_at = now
+            obs.last_token_at = now
 
     def close(self) -> Observation:
         """End of stream: an unterminated last event is dropped (as clients do)."""
-        try:
-            self._decoder.flush()
-        except Exception:  # noqa: BLE001 - see feed()
-            self.observation.parse_errors += 1
+        self._framer.reset()
         return self.observation
 
-    def _take(self, data: bytes) -> int:
-        """A piece that cannot be walked at once: the decoder holds the start of an event, or
-        is in one of its rare states, or the piece has a "\\r", or fast_path is off."""
-        # Walking pays when the piece ends more events than the held one; a second line break
-        # a byte or more past the first is the quick sign (one-byte finds are memchr). Else one
-        # decoder feed costs less than the two that walking takes.
-        nl = data.find(b"\n") if self._fast_path else -1
-        if nl >= 0 and data.find(b"\n", nl + 2) >= 0:
-            pos = self._decoder.pending_end(data)
-            if pos > 0 and data.find(b"\r", pos) < 0:
-                return self._decode(data[:pos]) + self._walk(data, pos)
-        return self._decode(data)
-
-    def _walk(self, data: bytes, pos: int) -> int:
-        """Interpret the events of `data` from `pos`, where the decoder (idle, and so
-        `_walkable`) would start, and leave the incomplete tail with the decoder; return the
-        choice deltas with output.
-
-        Under load one piece carries many events, and the decoder's way (copy each event, then
-        its data) costs more than matching a template. So the events are walked where they lie:
-        each is tried on the templates (see `Template.event`), and only one that matches none
-        takes the slower way. Without "\\r" in the piece, the decoder's framing is this simple:
-        an event ends at each "\\n\\n".
-        """
+    def _span(self, buf: bytes, start: int, body_end: int) -> int:
+        """Interpret the event framed at `buf[start:body_end]`; return its choice deltas with
+        output. The hot path: every ordinary content chunk of every stream comes here."""
         obs = self.observation
-        templates = self._templates
-        limit = self._max_piece
-        n = len(data)
-        outputs = hits = hit_deltas = 0
-        while pos < n:
-            # The hot loop: runs for every ordinary content chunk of every stream.
-            for template in templates:
-                m = template.event(data, pos, pos + limit)
+        line = start
+        if buf.startswith(b"event: ", start) and self._templates:
+            # A named event (every Responses API event): its name never changes what it means,
+            # so a "\n"-ended `event:` line followed by the one `data: ` line is matched too.
+            name_end = buf.find(b"\n", start, body_end)
+            if name_end > 0 and buf.find(b"\r", start, name_end) < 0:
+                line = name_end + 1
+        if buf.startswith(b"data: ", line):
+            # A template's line matcher proves the event is that one "data: " line as well.
+            for template in self._templates:
+                m = template.line(buf, line + 6, body_end)
                 if m is not None and m.groups() == template.fixed:
-                    hits += 1
-                    hit_deltas += template.deltas
-                    pos = m.end()
-                    break
-            else:
-                if hits:  # counted before anything is parsed: learning is budgeted by hits
-                    obs.events += hits
-                    obs.content_events += hit_deltas
-                    outputs += hit_deltas
-                    hits = hit_deltas = 0
-                end, deltas = self._untemplated(data, pos)
-                if end < 0:
-                    return outputs + self._decode(data[pos:] if pos else data)
-                pos = end
-                outputs += deltas
-        obs.events += hits
-        obs.content_events += hit_deltas
-        return outputs + hit_deltas
-
-    def _untemplated(self, data: bytes, pos: int) -> tuple[int, int]:
-        """Interpret the event at `pos`, which no template matched; return where it ends (-1
-        when it is incomplete) and its deltas with output."""
-        nl = data.find(b"\n", pos)
-        if nl < 0 or nl + 1 == len(data):
-            return -1, 0  # the next byte may or may not end the event
-        if data[nl + 1] == _LF:
-            if nl - pos <= self._max_event and data.startswith(b"data: ", pos):
-                # One "data: " line: the decoder would dispatch the rest of it as it stands.
-                self.observation.events += 1
-                try:
-                    return nl + 2, self._interpret(data[pos + 6 : nl])
-                except Exception:  # noqa: BLE001 - as in _decode
-                    self.observation.parse_errors += 1
-                    return nl + 2, 0
-            end = nl
-        else:
-            end = data.find(b"\n\n", nl + 1)
-            if end < 0:
-                return -1, 0
-        # Comments, several lines, no space after "data:", oversized: the decoder's business.
-        return end + 2, self._decode(data[pos : end + 2])
-
-    def _decode(self, data: bytes) -> int:
-        """Hand `data` to the decoder; interpret the events it completes."""
-        obs = self.observation
-        try:
-            events = self._decoder.feed(data)
-        finally:
-            self._walkable = self._fast_path and self._decoder.idle
-            obs.oversized_events = self._decoder.oversized
-        outputs = 0
-        for event in events:
-            try:
-                outputs += self._event(event.data)
-            except Exception:  # noqa: BLE001 - one bad event must not hide the others
-                obs.parse_errors += 1
-        return outputs
+                    obs.events += 1
+                    obs.output_deltas += template.deltas
+                    return template.deltas
+            if line == start and buf.find(b"\n", start, body_end) < 0 \
+                    and buf.find(b"\r", start, body_end) < 0:
+                obs.events += 1
+                return self._interpret(buf[start + 6 : body_end])
+        event = parse_event(buf, start, body_end)
+        if event is None:
+            return 0  # no data line: the spec dispatches nothing
+        obs.events += 1
+        return self._event(event.data)
 
     def _event(self, data: bytes) -> int:
-        """Interpret one event's data; return how many choice deltas carried output."""
-        self.observation.events += 1
+        """Interpret one event's data (its data lines joined)."""
         for template in self._templates:
             m = template.payload(data)
             if m is not None and m.groups() == template.fixed:
-                self.observation.content_events += template.deltas
+                self.observation.output_deltas += template.deltas
                 return template.deltas
         return self._interpret(data)
 
@@ -210,7 +136,7 @@ class StreamObserver:
         self._full_parses += 1
         try:
             obj = json.loads(data)
-        except ValueError:  # also UnicodeDecodeError
+        except (ValueError, RecursionError):  # ValueError covers UnicodeDecodeError
             obs.parse_errors += 1
             return 0
         if not isinstance(obj, dict):
@@ -218,7 +144,7 @@ class StreamObserver:
             return 0
         semantics = self._semantics
         outputs = semantics.apply(obs, obj)
-        obs.content_events += outputs
+        obs.output_deltas += outputs
         if semantics.learnable(obj, outputs) and self._may_learn():
             template = semantics.template(data, obj, outputs, self._MAX_TEMPLATE_BYTES)
             if template is not None:
@@ -242,7 +168,8 @@ def observe_json(
     body: bytes, content_encoding: str | None = None, *, max_bytes: int = 8 << 20,
     semantics: Semantics = CHAT,
 ) -> Observation:
-    """Observe a whole non-stream body (completion, embeddings, error). Never raises.
+    """Observe a whole non-stream body (completion, embeddings, error). A body that cannot be
+    read is counted, never raised; an exception out of here is a bug, for the tap to contain.
 
     `body` is the bytes as sent (the proxy forwards them compressed); gzip and deflate are
     undone on a copy. A body over `max_bytes`, before or after decompression, is not parsed.
@@ -254,17 +181,14 @@ def observe_json(
             obs.oversized_events = 1
             return obs
         obj = json.loads(raw)
-    except Exception:  # noqa: BLE001 - garbage, truncated or unsupported bodies are counted
+    except (ValueError, RecursionError, zlib.error):  # garbage, truncated, unsupported
         obs.parse_errors = 1
         return obs
     obs.events = 1
     if not isinstance(obj, dict):
         obs.parse_errors = 1
         return obs
-    try:
-        obs.content_events = semantics.apply(obs, obj)
-    except Exception:  # noqa: BLE001 - an observer bug must not fail the response
-        obs.parse_errors = 1
+    obs.output_deltas = semantics.apply(obs, obj)
     return obs
 
 

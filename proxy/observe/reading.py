@@ -25,9 +25,10 @@ class EventTemplate(Protocol):
     deltas: int
     """Deltas with output in a matching event."""
     payload: Matcher
-    """Matches an event's data as the SSE decoder dispatches it."""
-    event: Matcher
-    """Matches a whole event where the decoder would start one (no "\\r" in the piece)."""
+    """(data) -> match: an event's data (its `data:` lines joined), as dispatched."""
+    line: Matcher
+    """(buf, pos, endpos) -> match: `buf[pos:endpos]` is the rest of a framed event's one
+    `data: ` line; a match also proves the event has no other data line."""
 
 
 class Semantics(Protocol):

@@ -8,11 +8,10 @@ Fk`. A later event whose bytes equal the fixed texts F around valid values (an u
 a JSON string body, non-empty for an output delta) is the same JSON object with other values in
 those members, so it means the same: one output delta (or, for reasoning text, none).
 
-Events come as `event: <type>` then `data: <json>` (docs/responses-wire.md), so the whole-event
-matcher expects the `event:` line naming the JSON's own type; an event named otherwise, or with
-no name, simply misses and is read by the decoder, then by `payload`. As in chat's templates the
-fixed texts are captured as `(.{length})` and compared in one go, so the compiled pattern depends
-only on the lengths and the event name, and streams of one deployment share it.
+Events come as `event: <type>` then one `data: <json>` line (docs/responses-wire.md); the
+observer matches the data line where it lies (`line`), or an event's joined data (`payload`).
+As in chat's templates the fixed texts are captured as `(.{length})` and compared in one go, so
+the compiled pattern depends only on the lengths, and streams of one deployment share it.
 """
 
 from __future__ import annotations
@@ -47,14 +46,11 @@ _OUTPUT: Final = b"output"  # a non-empty string body
 _VARIABLE: Final = re.compile(rb'"(sequence_number|delta|obfuscation)"[ \t\r\n]*:[ \t\r\n]*')
 _UNSIGNED: Final = re.compile(rb"0|[1-9][0-9]*+")
 _STRING: Final = re.compile(rb'"((?:[^"\\]|\\.)*+)"', re.DOTALL)
-# A JSON string body within one line, up to its closing quote (possessive: a body never gives
-# bytes back, so a look-alike event cannot end a body early at an escaped quote).
+# A JSON string body up to its closing quote (possessive: a body never gives bytes back, so a
+# look-alike event cannot end a body early at an escaped quote); within one line, or not.
 _LINE_BODY: Final = rb'[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+'
-_VALUE_PATTERNS: Final = {
-    _INT: rb"(?:0|[1-9][0-9]*+)(?![0-9.eE])",
-    _TEXT: _LINE_BODY,
-    _OUTPUT: rb'(?!")' + _LINE_BODY,
-}
+_BODY: Final = rb'[^"\\]*+(?:\\.[^"\\]*+)*+'
+_INT_VALUE: Final = rb"(?:0|[1-9][0-9]*+)(?![0-9.eE])"
 # What a value is replaced with to check that the cut-out spans are exactly those members.
 _PROBES: Final = {_INT: (b"987654321", 987654321), _TEXT: (b"\\u0001", "\x01")}
 
@@ -62,30 +58,26 @@ _PROBES: Final = {_INT: (b"987654321", 987654321), _TEXT: (b"\\u0001", "\x01")}
 class ResponsesTemplate:
     """One delta event's data with its variable values cut out."""
 
-    __slots__ = ("deltas", "event", "fixed", "payload")
+    __slots__ = ("deltas", "fixed", "line", "payload")
 
-    def __init__(self, name: bytes, fixed: tuple[bytes, ...], kinds: tuple[bytes, ...],
-                 deltas: int) -> None:
+    def __init__(self, fixed: tuple[bytes, ...], kinds: tuple[bytes, ...], deltas: int) -> None:
         self.fixed = fixed
         self.deltas = deltas
         """Output deltas in a matching event: 1, or 0 for reasoning text."""
         lengths = tuple(map(len, fixed))
-        self.payload = _pattern(b"", lengths, kinds).fullmatch
-        """(data) -> match: an event's data, as the SSE decoder dispatches it."""
-        self.event = _pattern(name, lengths, kinds).match
-        """(buf, pos, endpos) -> match: a whole `event: <type>\\ndata: ...\\n\\n` at pos, by
-        endpos. Where the decoder would start an event at pos and no "\\r" is in the piece,
-        it matches exactly when the decoder would dispatch the data line as it stands (within
-        the size limit endpos sets) and `payload` would match that: neither the fixed texts
-        nor a body here hold a line break, so the match ends at the first "\\n\\n"."""
+        self.payload = _pattern(lengths, kinds, line=False).fullmatch
+        """(data) -> match: an event's data (its `data:` lines joined), as dispatched."""
+        self.line = _pattern(lengths, kinds, line=True).fullmatch
+        """(buf, pos, endpos) -> match: `buf[pos:endpos]` is the rest of a framed event's one
+        `data: ` line. No value may hold a line break here, nor may the fixed texts, so a match
+        also proves the event has no other data line."""
 
     @classmethod
     def learn(cls, data: bytes, obj: dict[str, Any], deltas: int,
               max_bytes: int) -> ResponsesTemplate | None:
         """A template from a delta event's data `data`, which parsed to `obj`; None when it
         is too big, not on one line, or its variable values are not where they seem."""
-        kind = obj.get("type")
-        if len(data) > max_bytes or b"\n" in data or b"\r" in data or not isinstance(kind, str):
+        if len(data) > max_bytes or b"\n" in data or b"\r" in data:
             return None
         fixed: list[bytes] = []
         kinds: list[bytes] = []
@@ -117,7 +109,7 @@ class ResponsesTemplate:
         # every span replaced must parse to the object with those members replaced.
         if len(kinds) != len(_VARIABLE_KEYS & obj.keys()) or not _parses_to(probe, expected):
             return None
-        return cls(kind.encode(), tuple(fixed), tuple(kinds), deltas)
+        return cls(tuple(fixed), tuple(kinds), deltas)
 
 
 _VARIABLE_KEYS: Final = frozenset({"sequence_number", "delta", "obfuscation"})
@@ -131,13 +123,13 @@ def _parses_to(parts: list[bytes], expected: dict[str, Any]) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _pattern(name: bytes, lengths: tuple[int, ...], kinds: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """`(F0) V1 (F1) ... Vk (Fk)` by the lengths of the fixed texts; with `name`, as a whole
-    event: `event: <name>`, a `data: ` line and the blank line after it."""
-    parts = [b"event: " + re.escape(name) + b"\ndata: " if name else b"",
-             b"(.{%d})" % lengths[0]]
+def _pattern(lengths: tuple[int, ...], kinds: tuple[bytes, ...], *,
+             line: bool) -> re.Pattern[bytes]:
+    """`(F0) V1 (F1) ... Vk (Fk)` by the lengths of the fixed texts; `line`: no line break in
+    a string value."""
+    body = _LINE_BODY if line else _BODY
+    values = {_INT: _INT_VALUE, _TEXT: body, _OUTPUT: rb'(?!")' + body}
+    parts = [b"(.{%d})" % lengths[0]]
     for length, kind in zip(lengths[1:], kinds, strict=True):
-        parts += [_VALUE_PATTERNS[kind], b"(.{%d})" % length]
-    if name:
-        parts.append(b"\n\n")
+        parts += [values[kind], b"(.{%d})" % length]
     return re.compile(b"".join(parts), re.DOTALL)

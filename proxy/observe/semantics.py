@@ -73,7 +73,7 @@ class Observation:
     output text, refusal or function-call arguments delta)."""
     last_token_at: float | None = None
     """clock() at the last such piece."""
-    content_events: int = 0
+    output_deltas: int = 0
     """Choice deltas that carried output; an estimate of completion tokens when there is no
     usage. For a JSON body: choices whose message carried output."""
     finish_reasons: dict[int, str] = field(default_factory=dict)

@@ -1,7 +1,9 @@
 """Taps: what the forwarder hands each sent piece to, feeding the right observer.
 
-An observer bug must never break a response: a tap logs the first exception, counts it as a
-parse error and stops observing that response (mitmproxy's `safecall` idea).
+The one guard against observer bugs: the observers catch only decoding errors (and count
+them); anything else they raise is a bug, which must never break a response. A tap logs the
+first such exception once, counts it as one parse error and stops observing that response
+(mitmproxy's `safecall` idea).
 """
 
 from __future__ import annotations
@@ -79,8 +81,12 @@ class BodyTap(ResponseTap):
     def finish(self) -> Observation | None:
         if self._size > self._max:
             return None
-        return observe_json(b"".join(self._parts), self._encoding, max_bytes=self._max,
-                            semantics=self._semantics)
+        try:
+            return observe_json(b"".join(self._parts), self._encoding, max_bytes=self._max,
+                                semantics=self._semantics)
+        except Exception:
+            log.exception("body observer failed; this response is not observed")
+            return Observation(parse_errors=1)
 
 
 def tap_for(headers: CIMultiDictProxy[str], *, operation: Operation = "other",

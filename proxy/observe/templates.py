@@ -33,7 +33,8 @@ _VARIABLE_KEY: Final = re.compile(rb'"(content|arguments|obfuscation)"[ \t\r\n]*
 # escaped, so the body goes on. Possessive: a body never gives back bytes, so a match cannot end
 # a body early at an escaped quote to make a look-alike chunk fit.
 _BODY: Final = rb'[^"\\]*+(?:\\.[^"\\]*+)*+'
-# The same within one line: an event whose data runs over several lines is left to the decoder.
+# The same within one line: an event whose data runs over several lines is matched on its
+# joined data instead.
 _LINE_BODY: Final = rb'[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+'
 _NONEMPTY: Final = rb'(?!")'
 
@@ -43,7 +44,7 @@ Matcher = Callable[..., re.Match[bytes] | None]
 class Template:
     """A fully parsed plain content chunk with its variable strings cut out."""
 
-    __slots__ = ("_shape", "deltas", "event", "fixed", "payload")
+    __slots__ = ("_shape", "deltas", "fixed", "line", "payload")
 
     def __init__(self, fixed: tuple[bytes, ...], nonempty: tuple[bool, ...], deltas: int) -> None:
         self.fixed = fixed
@@ -57,13 +58,10 @@ class Template:
         # chunks all differ (in their verdicts, say) would otherwise pay it for nothing.
         self.payload: Matcher = self._first_payload
         """(data) -> match: an event's data (its `data:` lines joined), as dispatched."""
-        self.event: Matcher = self._first_event
-        """(buf, pos, endpos) -> match: a whole one-line `data: ...\\n\\n` event at pos, ending
-        by endpos. Where the SSE decoder would start an event at pos and no "\\r" splits lines,
-        it matches exactly when the decoder would dispatch `buf[pos + 6 : end - 2]` as it
-        stands (an event within the size limit that endpos sets) and `payload` would match
-        that: the fixed texts hold no line break, nor may a body here, so the match ends at the
-        first "\\n\\n"."""
+        self.line: Matcher = self._first_line
+        """(buf, pos, endpos) -> match: `buf[pos:endpos]` is the rest of a framed event's
+        one `data: ` line (the framer gives the bounds). No body may hold a line break here,
+        nor may the fixed texts, so a match also proves the event is that one line."""
 
     def _first_payload(self, data: bytes) -> re.Match[bytes] | None:
         if not data.startswith(self.fixed[0]):
@@ -71,17 +69,17 @@ class Template:
         self._compile()
         return self.payload(data)
 
-    def _first_event(
+    def _first_line(
         self, buf: bytes, pos: int = 0, endpos: int = sys.maxsize
     ) -> re.Match[bytes] | None:
-        if not buf.startswith(b"data: " + self.fixed[0], pos, endpos):
+        if not buf.startswith(self.fixed[0], pos, endpos):
             return None
         self._compile()
-        return self.event(buf, pos, endpos)
+        return self.line(buf, pos, endpos)
 
     def _compile(self) -> None:
         self.payload = _pattern(*self._shape, line=False).fullmatch
-        self.event = _pattern(*self._shape, line=True).match
+        self.line = _pattern(*self._shape, line=True).fullmatch
 
     @classmethod
     def learn(cls, data: bytes, deltas: int, max_bytes: int) -> Template | None:
@@ -111,13 +109,12 @@ class Template:
 def _pattern(
     lengths: tuple[int, ...], nonempty: tuple[bool, ...], *, line: bool
 ) -> re.Pattern[bytes]:
-    """`(F0) S1 (F1) ... Sk (Fk)` by the lengths of the fixed texts; `line`: as a whole
-    one-line event (`data: ` before, the blank line after, no line break in a body)."""
+    """`(F0) S1 (F1) ... Sk (Fk)` by the lengths of the fixed texts; `line`: no line break in
+    a body (the data of one line)."""
     body = _LINE_BODY if line else _BODY
-    parts = [b"data: " if line else b"", b"(.{%d})" % lengths[0]]
+    parts = [b"(.{%d})" % lengths[0]]
     for length, must in zip(lengths[1:], nonempty, strict=True):
         parts += [_NONEMPTY if must else b"", body, b"(.{%d})" % length]
-    parts.append(b"\n\n" if line else b"")
     return re.compile(b"".join(parts), re.DOTALL)
 
 

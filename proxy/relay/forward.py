@@ -115,7 +115,8 @@ async def relay(
     prefetched: bytes | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> web.StreamResponse:
-    """Relay `upstream` to the client piece by piece; `prefetched` is a body already read."""
+    """Relay `upstream` to the client piece by piece; `prefetched` is the start of its body,
+    already read (the rest, if any, follows it)."""
     stream = is_event_stream(upstream.headers)
     ex.stream = ex.stream or stream
     ex.status = upstream.status
@@ -128,8 +129,8 @@ async def relay(
         if prefetched is not None:
             await _write(response, ex, prefetched, clock)
             tap.feed(prefetched)
-        else:
-            await _pump(upstream, response, ex, tap, rewrite, clock, watch, idle)
+        # After a prefetched start, whatever of the body was not read yet (usually nothing).
+        await _pump(upstream, response, ex, tap, rewrite, clock, watch, idle)
         await response.write_eof()
     except ConnectionResetError:
         # A write to the client failed before aiohttp noticed the connection was gone: return

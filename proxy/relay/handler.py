@@ -9,6 +9,7 @@ finished `Exchange` in the metrics and the access log, exactly once, whatever ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ import aiohttp
 from aiohttp import web
 
 from proxy.config import Config, UpstreamConfig
-from proxy.observe.sse import UsageChunkStripper
 from proxy.observe.tap import tap_for
 from proxy.relay import ratelimit
 from proxy.relay.errors import azure_error
@@ -32,6 +32,7 @@ from proxy.relay.usage import (
     rejects_stream_options,
     with_usage,
 )
+from proxy.relay.usage_strip import UsageStripper
 from proxy.relay.watchdog import Watchdog
 from proxy.runtime.lifecycle import LIFECYCLE
 from proxy.telemetry.accesslog import log_access
@@ -140,7 +141,8 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
         response = await ask(injected if injected is not None else body)
         prefetched = None
         if injected is not None and response.status == 400:
-            prefetched = await response.content.read(_MAX_ERROR_BODY)
+            prefetched = await _read_error_body(response.content, _MAX_ERROR_BODY,
+                                                state.config.timeouts.idle)
             if rejects_stream_options(response.status, prefetched):
                 response.release()
                 state.rejections.add(memory_key)
@@ -152,8 +154,8 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
     _note_headers(ex, response)
     tap = tap_for(response.headers, operation=ex.operation,
                   max_event_bytes=limits.max_event_bytes)
-    rewrite = UsageChunkStripper(limits.max_event_bytes) if ex.usage_injected and \
-        is_event_stream(response.headers) else None
+    rewrite = UsageStripper(limits.max_event_bytes) if ex.usage_injected and \
+        prefetched is None and is_event_stream(response.headers) else None
     try:
         return await relay(request, response, ex, tap=tap, rewrite=rewrite, watch=watch,
                            prefetched=prefetched, idle=state.config.timeouts.idle)
@@ -204,6 +206,26 @@ def _deployment_in_path(path: str) -> str | None:
     if len(parts) >= 4 and parts[1] == "openai" and parts[2] == "deployments" and parts[3]:
         return parts[3]
     return None
+
+
+async def _read_error_body(content: aiohttp.StreamReader, limit: int, idle: float) -> bytes:
+    """The start of an error body, read to its end or to `limit` bytes, as it arrives.
+
+    `read(n)` would return only what is buffered, cutting a body that arrives in pieces. The
+    relay sends this first and then whatever follows, so a body over `limit`, a stall past
+    `idle` or a broken-off body is relayed (and reported) as the rest of the response is.
+    """
+    parts: list[bytes] = []
+    size = 0
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        while size < limit and not content.at_eof():
+            async with asyncio.timeout(idle):
+                piece = await content.readany()
+            if not piece:
+                break
+            parts.append(piece)
+            size += len(piece)
+    return b"".join(parts)
 
 
 async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes:

@@ -55,7 +55,7 @@ def access_record(ex: Exchange) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "estimated_completion_tokens":
-            obs.content_events if obs is not None and usage is None and ex.stream else None,
+            obs.output_deltas if obs is not None and usage is None and ex.stream else None,
         "finish_reasons": Metrics.finish_reason_labels(ex, obs) if obs is not None else [],
         "upstream_request_id": ex.upstream_request_id,
         "error_type": ex.error_type,

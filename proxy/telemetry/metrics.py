@@ -199,7 +199,7 @@ class Metrics:
                 if count:
                     self._child(self.tokens, d, c, token_type).inc(count)
         elif ex.stream and ex.status == 200:
-            self._child(self.estimated, d, c).inc(obs.content_events)
+            self._child(self.estimated, d, c).inc(obs.output_deltas)
         for reason in self.finish_reason_labels(ex, obs):
             self._child(self.finish_reasons, d, c, reason).inc()
         for stage, category in content_filter_events(obs):
@@ -225,7 +225,7 @@ class Metrics:
         # Reasoning tokens are produced before the first visible token, so only the visible
         # ones are spread over the first..last window.
         usage = obs.usage
-        tokens = (usage.completion_tokens - usage.reasoning_tokens) if usage else obs.content_events
+        tokens = (usage.completion_tokens - usage.reasoning_tokens) if usage else obs.output_deltas
         if tokens <= 1:
             return
         # Tokens that arrived together (one read, or a filter releasing a block) took no time

@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from proxy.observe.framing import Framer
 from proxy.traffic.mix import PlannedRequest, RequestPlanner
 
 __all__ = [
@@ -144,8 +145,9 @@ class _Run:
                     await response.read()
                     return True
                 events = 0
+                framer = Framer()  # a blank line may be split across pieces
                 async for piece in response.content.iter_any():
-                    events += piece.count(b"\n\n")
+                    events += len(framer.feed(piece).spans)
                     if plan.abort_after_events is not None and events >= plan.abort_after_events:
                         # Drop the connection, as a user closing the tab would.
                         response.close()

@@ -28,7 +28,7 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 def streamed(first: float, last: float, tokens: int) -> Observation:
-    return Observation(first_token_at=first, last_token_at=last, content_events=tokens,
+    return Observation(first_token_at=first, last_token_at=last, output_deltas=tokens,
                        finish_reasons={0: "stop"}, choices_seen={0},
                        usage=Usage(prompt_tokens=3, completion_tokens=tokens))
 

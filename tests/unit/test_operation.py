@@ -57,7 +57,7 @@ def test_the_responses_operation_gets_the_responses_observer() -> None:
     tap.feed(RESPONSES_STREAM)
     obs = tap.finish()
     assert obs is not None
-    assert (obs.usage, obs.finish_reasons, obs.content_events) == (
+    assert (obs.usage, obs.finish_reasons, obs.output_deltas) == (
         Usage(prompt_tokens=5, completion_tokens=1), {0: "stop"}, 1)
     body = json.dumps({"object": "response", "status": "incomplete",
                        "incomplete_details": {"reason": "max_output_tokens"},
@@ -76,4 +76,4 @@ def test_other_operations_read_chat_semantics(operation: str) -> None:
     tap.feed(RESPONSES_STREAM)
     obs = tap.finish()
     assert obs is not None
-    assert (obs.usage, obs.finish_reasons, obs.content_events) == (None, {}, 0)
+    assert (obs.usage, obs.finish_reasons, obs.output_deltas) == (None, {}, 0)

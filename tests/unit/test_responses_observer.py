@@ -84,28 +84,28 @@ def completed_stream(deltas: Iterable[str], terminal: dict[str, Any] | None = No
 SIM_USAGE = {"prompt_tokens": 12}
 EXPECTED: dict[str, dict[str, Any]] = {
     "responses-completed.sse": {
-        "finish_reasons": {0: "stop"}, "content_events": 6, "events": 14,
+        "finish_reasons": {0: "stop"}, "output_deltas": 6, "events": 14,
         "usage": Usage(**SIM_USAGE, completion_tokens=6, cached_tokens=4)},
     "responses-max-output-tokens.sse": {
-        "finish_reasons": {0: "length"}, "content_events": 6, "events": 14,
+        "finish_reasons": {0: "length"}, "output_deltas": 6, "events": 14,
         "usage": Usage(**SIM_USAGE, completion_tokens=6)},
     "responses-content-filter-incomplete.sse": {
-        "finish_reasons": {0: "content_filter"}, "content_events": 3, "events": 11,
+        "finish_reasons": {0: "content_filter"}, "output_deltas": 3, "events": 11,
         "usage": Usage(**SIM_USAGE, completion_tokens=3),
         "filter_categories": {"completion": {"hate"}}, "choice_filter_categories": {0: {"hate"}}},
     "responses-content-filter-kill.sse": {
-        "finish_reasons": {0: "content_filter"}, "content_events": 0, "events": 3,
+        "finish_reasons": {0: "content_filter"}, "output_deltas": 0, "events": 3,
         "usage": Usage(**SIM_USAGE, completion_tokens=3), "error_code": "content_policy_violation"},
     "responses-tool-call.sse": {
-        "finish_reasons": {0: "tool_calls"}, "content_events": 6, "events": 12,
+        "finish_reasons": {0: "tool_calls"}, "output_deltas": 6, "events": 12,
         "usage": Usage(**SIM_USAGE, completion_tokens=6)},
     "responses-reasoning.sse": {
-        "finish_reasons": {0: "stop"}, "content_events": 5, "events": 30,
+        "finish_reasons": {0: "stop"}, "output_deltas": 5, "events": 30,
         "usage": Usage(**SIM_USAGE, completion_tokens=45, cached_tokens=8, reasoning_tokens=40)},
     "responses-error-frame.sse": {
-        "finish_reasons": {}, "content_events": 3, "events": 8, "error_code": "server_error"},
+        "finish_reasons": {}, "output_deltas": 3, "events": 8, "error_code": "server_error"},
     "responses-failed.sse": {
-        "finish_reasons": {0: "incomplete"}, "content_events": 3, "events": 8,
+        "finish_reasons": {0: "incomplete"}, "output_deltas": 3, "events": 8,
         "usage": Usage(**SIM_USAGE, completion_tokens=3), "error_code": "server_error"},
 }
 FILTER_EVENTS = {
@@ -216,7 +216,7 @@ def test_plain_deltas_are_counted_without_parsing(monkeypatch: pytest.MonkeyPatc
     words = [f"w{i}" + "\\" * (i % 3) + '"' * (i % 2) for i in range(200)]
     pieces = completed_stream(words)
     obs = observe(b"".join(pieces[i : i + 7]) for i in range(0, len(pieces), 7))
-    assert (obs.content_events, obs.usage) == (200, USAGE_SEEN)
+    assert (obs.output_deltas, obs.usage) == (200, USAGE_SEEN)
     # created, in_progress, the first delta, its template check, completed
     assert calls[0] <= 5
 
@@ -232,7 +232,7 @@ def test_obfuscation_and_reasoning_deltas_take_the_fast_path_too(
                       "delta": f"think {i}"}) for i in range(50)]
     text = [event(text_delta(50 + i, f"w{i}", obfuscation="x" * (i % 9))) for i in range(50)]
     obs = observe([*summary, *text])
-    assert (obs.content_events, obs.events) == (50, 100)
+    assert (obs.output_deltas, obs.events) == (50, 100)
     assert calls[0] <= 4
 
 
@@ -270,7 +270,7 @@ def test_failed_and_cancelled_are_incomplete() -> None:
 
 def test_a_stream_that_breaks_off_has_no_finish_reason() -> None:
     obs = observe(completed_stream(["a", "b"])[:-1])
-    assert (obs.finish_reasons, obs.incomplete_choices, obs.content_events) == ({}, {0}, 2)
+    assert (obs.finish_reasons, obs.incomplete_choices, obs.output_deltas) == ({}, {0}, 2)
 
 
 KILL = [event(lifecycle(0, "response.created", response("in_progress"))),
@@ -408,7 +408,7 @@ def test_regression_6_the_filter_reason_after_response_failed_is_kept() -> None:
 def test_regression_7_events_without_choices_or_id_are_all_read() -> None:
     pieces = completed_stream(["a", "b", "c"])
     obs = observe(pieces)
-    assert (obs.events, obs.content_events, obs.parse_errors) == (len(pieces), 3, 0)
+    assert (obs.events, obs.output_deltas, obs.parse_errors) == (len(pieces), 3, 0)
     assert obs.finish_reasons == {0: "stop"}
 
 

@@ -1,37 +1,46 @@
-"""SSEDecoder and UsageChunkStripper: framing must not depend on how the bytes were split."""
+"""SSEDecoder: the events must not depend on how the bytes were split."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from proxy.observe.sse import SSEDecoder, SSEEvent, UsageChunkStripper
+from proxy.observe.sse import SSEDecoder, SSEEvent
 
 STREAMS = sorted((Path(__file__).parent.parent / "data" / "streams").glob("*.sse"))
 STREAM_IDS = [path.name for path in STREAMS]
 
 
-def reference_events(stream: bytes) -> list[SSEEvent]:
-    """The WHATWG algorithm written the obvious way, over the whole stream at once."""
+_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
+
+
+def reference_events(stream: bytes, max_event_bytes: int = 1 << 20) -> list[SSEEvent]:
+    """The WHATWG algorithm written the obvious way, over the whole stream at once. An event
+    is skipped when the bytes from its first line's start to its last line's end (the line
+    breaks between its lines included) are more than `max_event_bytes`."""
     stream = stream.removeprefix(b"\xef\xbb\xbf")
-    lines = re.split(rb"\r\n|\r|\n", stream)
-    lines.pop()  # the text after the last line break is not a complete line: never dispatched
     events: list[SSEEvent] = []
     data: list[bytes] | None = None
     name: str | None = None
-    for line in lines:
+    first = last = -1  # where the event's first line starts, where its last line ends
+    # The text after the last line break is not a complete line: never dispatched.
+    for match in _LINE.finditer(stream):
+        line = match.group(1)
         if not line:
-            if data is not None:
+            if data is not None and last - first <= max_event_bytes:
                 events.append(SSEEvent(b"\n".join(data), name))
-            data, name = None, None
-        elif not line.startswith(b":"):
+            data, name, first = None, None, -1
+            continue
+        if first < 0:
+            first = match.start()
+        last = match.end(1)
+        if not line.startswith(b":"):
             field, _, value = line.partition(b":")
             value = value.removeprefix(b" ")
             if field == b"data":
@@ -44,7 +53,7 @@ def reference_events(stream: bytes) -> list[SSEEvent]:
 def decode(pieces: Iterable[bytes], max_event_bytes: int = 1 << 20) -> list[SSEEvent]:
     decoder = SSEDecoder(max_event_bytes)
     events = [event for piece in pieces for event in decoder.feed(piece)]
-    assert decoder.flush() == []
+    decoder.close()
     return events
 
 
@@ -57,11 +66,6 @@ def split_at(data: bytes, cuts: Sequence[int]) -> list[bytes]:
 def joined(lines: Iterable[tuple[bytes, bytes]], bom: bool) -> bytes:
     """Lines with their own line endings, after a UTF-8 BOM if `bom`."""
     return (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + eol for line, eol in lines)
-
-
-def strip(pieces: Iterable[bytes]) -> bytes:
-    stripper = UsageChunkStripper()
-    return b"".join(stripper.feed(piece) for piece in pieces) + stripper.flush()
 
 
 # --- decoder -------------------------------------------------------------------------------
@@ -166,9 +170,9 @@ def test_bom_is_dropped_even_when_split() -> None:
 def test_unterminated_last_event_is_not_dispatched() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\n\ndata: b\n") == [SSEEvent(b"a")]
-    assert decoder.flush() == []
+    decoder.close()
     assert decoder.idle is False  # fresh again: a reused decoder treats a BOM as stream start
-    assert decoder.feed(b"data: c\n\n") == [SSEEvent(b"c")]
+    assert decoder.feed(b"\xef\xbb\xbfdata: c\n\n") == [SSEEvent(b"c")]
 
 
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"])
@@ -191,7 +195,7 @@ def test_oversized_state_is_bounded() -> None:
     decoder = SSEDecoder(max_event_bytes=1000)
     for _ in range(1000):
         assert decoder.feed(b"data: " + b"z" * 500) == []
-    assert len(decoder._buf) <= 1000  # the bound is the point of this test
+    assert len(decoder._framer._held) <= 1000 + 2  # the bound is the point of this test
     assert decoder.feed(b"\n\ndata: ok\n\n") == [SSEEvent(b"ok")]
     assert decoder.oversized == 1
 
@@ -202,206 +206,30 @@ def test_event_exactly_at_the_limit_is_kept() -> None:
     assert decode([event + b"x\n\n"], max_event_bytes=64) == []
 
 
+def test_the_size_limit_counts_the_event_not_the_blank_lines_before_it() -> None:
+    """Blank lines before an event of exactly the limit: kept, whole or cut anywhere."""
+    for blank in (b"\n", b"\n\n\n", b"\r\n\r", b"\r\r\n\n"):
+        stream = blank + b"data: " + b"x" * 34 + b"\n\n"
+        for cut in range(len(stream) + 1):
+            assert decode([stream[:cut], stream[cut:]], max_event_bytes=40) == [
+                SSEEvent(b"x" * 34)], (blank, cut)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.tuples(_line, st.sampled_from([b"\n", b"\n", b"\r\n", b"\r"])), max_size=30),
     st.lists(st.integers(min_value=0, max_value=1 << 12), max_size=6),
     st.booleans(),
+    st.integers(min_value=0, max_value=50),
 )
-def test_pending_end_finishes_exactly_the_held_event(
-    lines: list[tuple[bytes, bytes]], cuts: list[int], bom: bool
+# The review's example: leading blank lines and an event of exactly the limit, cut at byte 3,
+# was delivered when split and dropped as oversized when whole.
+@example(lines=[(b"", b"\n")] * 3 + [(b"data: " + b"y" * 34, b"\n"), (b"", b"\n")],
+         cuts=[3], bom=False, max_event_bytes=40)
+def test_any_stream_any_split_with_a_size_limit_matches_reference(
+    lines: list[tuple[bytes, bytes]], cuts: list[int], bom: bool, max_event_bytes: int
 ) -> None:
     stream = joined(lines, bom)
-    decoder = SSEDecoder(max_event_bytes=40)
-    events: list[SSEEvent] = []
-    for piece in split_at(stream, cuts):
-        end = decoder.pending_end(piece)
-        if end > 0:
-            held = decoder.feed(piece[:end])
-            assert decoder.idle
-            assert len(held) <= 1  # just the event that was held, if it had a data line
-            events += held
-            piece = piece[end:]
-        elif end == 0:
-            assert decoder.idle
-        events += decoder.feed(piece)
-    assert events == decode([stream], max_event_bytes=40)
-
-
-def test_pending_end_cases() -> None:
-    decoder = SSEDecoder()
-    assert decoder.pending_end(b"data: a\n\n") == -1  # stream start: a BOM may be pending
-    assert decoder.feed(b"data: a\n\ndata: b") == [SSEEvent(b"a")]
-    assert decoder.pending_end(b"c\ndata: d\n\ndata: e\n\n") == 11
-    assert decoder.pending_end(b"c\ndata: d\n") == -1
-    assert decoder.pending_end(b"c\r\n\r\n") == -1  # a "\r" first: not the simple case
-    assert decoder.feed(b"\n") == []
-    assert decoder.pending_end(b"\ndata: x\n\n") == 1  # the blank line straddles the pieces
-    assert decoder.feed(b"\n") == [SSEEvent(b"b")]
-    assert decoder.idle
-    assert decoder.pending_end(b"data: x\n\n") == 0
-
-
-
-# --- UsageChunkStripper --------------------------------------------------------------------
-
-
-def usage_event_bounds(stream: bytes) -> tuple[int, int]:
-    """Offsets of the one usage-only event in a "\\n"-terminated recorded stream."""
-    start = 0
-    for event in stream.split(b"\n\n"):
-        end = start + len(event) + 2
-        payload = event.removeprefix(b"data: ")
-        if payload.startswith(b"{") and b'"usage":{' in payload:
-            obj = json.loads(payload)
-            if obj["choices"] == []:
-                return start, end
-        start = end
-    raise AssertionError("no usage event")
-
-
-# Chat streams with the include_usage chunk (a Responses stream's usage is on its terminal event).
-USAGE_STREAMS = [p for p in STREAMS
-                 if b'"usage":{' in p.read_bytes() and not p.name.startswith("responses-")]
-
-
-@pytest.mark.parametrize("path", USAGE_STREAMS, ids=[p.name for p in USAGE_STREAMS])
-def test_stripper_removes_exactly_the_usage_event_for_any_split(path: Path) -> None:
-    stream = path.read_bytes()
-    start, end = usage_event_bounds(stream)
-    expected = stream[:start] + stream[end:]
-    assert strip([stream]) == expected
-    assert strip(stream[i : i + 1] for i in range(len(stream))) == expected
-    for cut in range(len(stream) + 1):
-        assert strip([stream[:cut], stream[cut:]]) == expected, cut
-
-
-@pytest.mark.parametrize("eol", [b"\r\n", b"\r", b"\n"])
-def test_stripper_with_other_line_endings(eol: bytes) -> None:
-    path = next(p for p in USAGE_STREAMS if "include-usage" in p.name)
-    events = path.read_bytes().split(b"\n\n")[:-1]
-    usage = next(i for i, e in enumerate(events) if b'"choices":[],"created":1' in e)
-    stream = b"".join(e + eol + eol for e in events)
-    expected = b"".join(e + eol + eol for i, e in enumerate(events) if i != usage)
-    for cut in range(len(stream) + 1):
-        assert strip([stream[:cut], stream[cut:]]) == expected, cut
-    assert strip(stream[i : i + 1] for i in range(len(stream))) == expected
-
-
-NO_USAGE_STREAMS = [p for p in STREAMS if p not in USAGE_STREAMS]
-
-
-@pytest.mark.parametrize("path", NO_USAGE_STREAMS, ids=[p.name for p in NO_USAGE_STREAMS])
-def test_stripper_passes_streams_without_usage_chunk(path: Path) -> None:
-    stream = path.read_bytes()
-    assert strip([stream]) == stream
-    for cut in range(0, len(stream) + 1, 7):
-        assert strip([stream[:cut], stream[cut:]]) == stream
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.sampled_from(USAGE_STREAMS),
-    st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=40),
-)
-def test_stripper_random_splits(path: Path, cuts: list[int]) -> None:
-    stream = path.read_bytes()
-    start, end = usage_event_bounds(stream)
-    pieces = split_at(stream, cuts)
-    assert strip(pieces) == stream[:start] + stream[end:]
-
-
-def test_stripper_sends_complete_events_at_once_and_holds_only_the_tail() -> None:
-    stripper = UsageChunkStripper()
-    assert stripper.feed(b'data: {}\n\ndata: {"cho') == b"data: {}\n\n"
-    assert stripper.feed(b'ices":[]}\n\n: c\n\n') == b'data: {"choices":[]}\n\n: c\n\n'
-    assert stripper.feed(b"data: [DONE]\n") == b""
-    assert stripper.flush() == b"data: [DONE]\n"
-
-
-def test_stripper_keeps_prompt_annotation_and_look_alikes() -> None:
-    keep = [
-        b'data: {"choices":[],"id":"","prompt_filter_results":[]}\n\n',  # choices [] but no usage
-        b'data: {"choices":[],"usage":null}\n\n',
-        b'data: {"choices":[{"index":0}],"usage":{"prompt_tokens":1}}\n\n',  # has a choice
-        b'data: {"choices":[],"usage":{"prompt_tokens":1}\n\n',  # not JSON: not ours to judge
-        b'data: {"content":"\\"usage\\":{"}\n\n',
-        b": a comment\n\n",
-    ]
-    stream = b"".join(keep)
-    assert strip([stream]) == stream
-
-
-def test_stripper_on_pieces_of_many_events() -> None:
-    # include_usage puts `"usage":null` on every chunk; the usage-only chunk may sit anywhere
-    # in a piece of many events, cut anywhere.
-    chunk = b'data: {"choices":[{"delta":{"content":"%d"},"index":0}],"usage":null}\n\n'
-    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}\n\n'
-    events = [chunk % i for i in range(12)]
-    stream = b"".join([*events[:7], usage, *events[7:]])
-    expected = b"".join(events)
-    for size in (1, 3, 5, 13):
-        for shift in (-3, 0, 7):
-            cuts = [min(max(i * len(events[0]) + shift, 0), len(stream))
-                    for i in range(size, len(events) + 1, size)]
-            assert strip(split_at(stream, cuts)) == expected, (size, shift)
-    for cut in range(len(stream) + 1):
-        assert strip([stream[:cut], stream[cut:]]) == expected, cut
-
-
-@pytest.mark.parametrize(
-    "odd",
-    [
-        b'data: "usage"usage":null\n\n',  # overlapping look-alikes: counted once, not twice
-        b'data: "usage"usage":{}\n\n',
-        b'data: x"usage"usage"usage":null}\n\n',
-        b'data: {"usage":null,"u":"\\"usage\\":{"}\n\n',
-    ],
-)
-def test_stripper_finds_the_usage_chunk_beside_look_alikes(odd: bytes) -> None:
-    chunk = b'data: {"choices":[{"delta":{"content":"a"},"index":0}],"usage":null}\n\n'
-    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n'
-    assert strip([chunk + odd + chunk + usage + chunk]) == chunk + odd + chunk + chunk
-    assert strip([odd + chunk + odd]) == odd + chunk + odd
-
-
-def test_stripper_tolerates_whitespace_and_named_events() -> None:
-    usage = b'event: x\ndata: {"choices": [],\ndata:  "usage" :\t{"prompt_tokens": 3}}\n\n'
-    stream = b"data: a\n\n" + usage + b"data: [DONE]\n\n"
-    assert strip([stream]) == b"data: a\n\ndata: [DONE]\n\n"
-
-
-def test_stripper_keeps_blank_lines_before_a_dropped_event() -> None:
-    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n'
-    for blank in (b"\n", b"\n\n", b"\n\n\n"):
-        assert strip([b"data: a\n\n" + blank + usage]) == b"data: a\n\n" + blank
-        crlf = blank.replace(b"\n", b"\r\n")
-        assert strip([b"data: a\r\n\r\n" + crlf + usage.replace(b"\n", b"\r\n")]) == (
-            b"data: a\r\n\r\n" + crlf
-        )
-
-
-def test_stripper_lone_cr_terminator_owes_its_lf() -> None:
-    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3}}'
-    # The usage event ends "\r\r" at the end of a piece; the "\n" opening the next piece
-    # completes its last "\r\n" and must go with it.
-    stripper = UsageChunkStripper()
-    assert stripper.feed(b"data: a\r\n\r\n" + usage + b"\r\n\r") == b"data: a\r\n\r\n"
-    assert stripper.feed(b"\n") == b""
-    assert stripper.feed(b"data: b\r\n\r\n") == b"data: b\r\n\r\n"
-    stripper = UsageChunkStripper()
-    assert stripper.feed(b"data: a\r\n\r") == b"data: a\r\n\r"
-    assert stripper.feed(b"") == b""
-    assert stripper.feed(b"\n" + usage + b"\r\n\r\n") == b"\n"
-
-
-def test_stripper_fails_open_on_an_oversized_event() -> None:
-    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n'
-    stripper = UsageChunkStripper(max_event_bytes=100)
-    out = stripper.feed(usage + b"data: " + b"x" * 80)
-    assert out == b""  # tail still within the limit: held
-    out += stripper.feed(b"y" * 40)
-    assert stripper.passthrough
-    assert out == b"data: " + b"x" * 80 + b"y" * 40
-    assert stripper.feed(b"\n\n" + usage) == b"\n\n" + usage
-    assert stripper.flush() == b""
+    expected = reference_events(stream, max_event_bytes)
+    assert decode([stream], max_event_bytes) == expected
+    assert decode(split_at(stream, cuts), max_event_bytes) == expected
