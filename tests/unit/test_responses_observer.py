@@ -439,3 +439,28 @@ def test_refusal_and_function_arguments_are_output_summaries_are_not() -> None:
     assert observe([event(refusal)]).first_token_at is not None
     assert observe([event(arguments)]).first_token_at is not None
     assert observe([event(summary)]).first_token_at is None
+
+
+# --- what came earlier never changes how a later event counts (issue 10, bug 3) -------------
+
+def test_an_oversized_event_does_not_change_what_follows() -> None:
+    huge = event({"type": "response.output_text.done", "sequence_number": 8, "item_id": "m",
+                  "output_index": 0, "content_index": 0, "text": "x" * 5000})
+    pieces = completed_stream(["a", "b"])
+    with_huge = [*pieces[:-1], huge, pieces[-1]]
+    obs = observe(with_huge, max_event_bytes=1000)
+    assert (obs.usage, obs.finish_reasons, obs.output_deltas, obs.oversized_events) == (
+        USAGE_SEEN, {0: "stop"}, 2, 1)
+    data = b"".join(with_huge)
+    for cut in range(0, len(data), 97):
+        assert untimed(observe([data[:cut], data[cut:]], max_event_bytes=1000)) == untimed(obs)
+
+
+def test_chat_shaped_usage_in_a_responses_stream_is_not_read_as_chat() -> None:
+    # A Responses stream carrying a chat-looking usage chunk (say, from a misrouted upstream):
+    # only the Responses terminal event's usage counts, wherever that chunk comes.
+    chat_usage = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+    pieces = completed_stream(["a"])
+    for at in range(len(pieces) + 1):
+        obs = observe([*pieces[:at], chat_usage, *pieces[at:]])
+        assert obs.usage == USAGE_SEEN, at
