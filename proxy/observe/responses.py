@@ -60,6 +60,8 @@ _CHOICE: Final = 0  # a response is one choice
 def apply_responses_object(obs: Observation, obj: dict[str, Any]) -> int:
     """Record what one stream event or body says; return its deltas with output (0 or 1)."""
     kind = obj.get("type")
+    if not isinstance(kind, str):
+        kind = None  # a malformed event: read what else it says
     error = obj.get("error")
     if error or kind == "error":
         # openai-python raises on any truthy top-level "error"; the `error` event's code sits
@@ -117,9 +119,12 @@ def _has_function_call(output: Any) -> bool:
     )
 
 
-def _record_error(obs: Observation, error: dict[str, Any], holder: dict[str, Any]) -> None:
+def _record_error(obs: Observation, error: Any, holder: dict[str, Any]) -> None:
+    """`error` is what the object says the error is (anything, in a malformed one)."""
+    if not isinstance(error, dict):
+        error = {}
     code = error.get("code")
-    obs.error_code = str(code) if code not in (None, "") else "error"
+    obs.error_code = str(code) if isinstance(code, str | int) and code != "" else "error"
     if obs.error_code == _KILL_CODE:
         obs.choices_seen.add(_CHOICE)
         _finish(obs, _CONTENT_FILTER)
@@ -179,7 +184,8 @@ class ResponsesSemantics:
 
     def learnable(self, obj: dict[str, Any], outputs: int) -> bool:
         kind = obj.get("type")
-        return (outputs > 0 or kind in _REASONING_DELTAS) and _is_plain_delta(obj)
+        return (outputs > 0 or (isinstance(kind, str) and kind in _REASONING_DELTAS)) \
+            and _is_plain_delta(obj)
 
     def template(self, data: bytes, obj: dict[str, Any], outputs: int,
                  max_bytes: int) -> ResponsesTemplate | None:

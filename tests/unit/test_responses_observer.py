@@ -464,3 +464,50 @@ def test_chat_shaped_usage_in_a_responses_stream_is_not_read_as_chat() -> None:
     for at in range(len(pieces) + 1):
         obs = observe([*pieces[:at], chat_usage, *pieces[at:]])
         assert obs.usage == USAGE_SEEN, at
+
+
+MALFORMED = [
+    b"event: x\ndata: not json\n\n",
+    b"data: [1, 2]\n\n",
+    b'data: {"type": ["response.completed"], "response": {"status": "completed"}}\n\n',
+    b'data: {"type": {"a": 1}, "delta": "x"}\n\n',
+    b'data: {"type": "error", "error": "bad"}\n\n',
+    b'data: {"type": "error", "error": [1], "code": {"x": 1}}\n\n',
+    b'data: {"type": "response.failed", "response": {"status": ["failed"], "error": 7}}\n\n',
+    (b'data: {"type": "response.incomplete", "response": {"status": "incomplete", '
+    b'"incomplete_details": {"reason": ["content_filter"]}, "usage": "many"}}\n\n'),
+    (b'data: {"response": {"content_filters": [1, null, {"source_type": ["prompt"], '
+    b'"content_filter_results": {"hate": true}}], "output": {"type": "function_call"}}}\n\n'),
+    (b'data: {"status": "completed", "output": [1, {"type": "function_call"}], '
+    b'"usage": {"input_tokens": -1, "output_tokens": "x", "output_tokens_details": 5}}\n\n'),
+    b'data: {"type": "response.output_text.delta", "delta": ["x"], "sequence_number": "a"}\n\n',
+]
+
+
+def test_malformed_events_never_raise() -> None:
+    obs = observe(MALFORMED)
+    assert (obs.parse_errors, obs.events) == (2, len(MALFORMED))
+    assert obs.finish_reasons == {0: "tool_calls"}  # the one well-formed ending
+    one_by_one = StreamObserver(semantics=RESPONSES)
+    for piece in MALFORMED:
+        for i in range(len(piece)):
+            one_by_one.feed(piece[i : i + 1])
+    assert untimed(one_by_one.close()) == untimed(obs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+    | st.sampled_from(["response.completed", "completed", "failed", "incomplete", "error",
+                       "content_policy_violation", "response.output_text.delta",
+                       "function_call", "prompt", "completion"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "response", "status", "error", "code", "output", "usage",
+                         "delta", "content_filters", "source_type", "content_filter_results",
+                         "incomplete_details", "reason", "object", "input_tokens"]),
+        inner, max_size=5),
+    max_leaves=20))
+def test_any_json_never_raises(value: Any) -> None:
+    data = json.dumps(value).encode()
+    observe([b"data: " + data + b"\n\n"])
+    observe_json(data, semantics=RESPONSES)
