@@ -53,6 +53,8 @@ class StreamObserver:
         """`fast_path=False` parses every event in full (tests compare the two paths)."""
         self.observation = Observation()
         self._semantics = semantics
+        self._span: Callable[[bytes, int, int], int] = (
+            self._named_span if semantics.named_events else self._data_span)
         self._clock = clock
         self._framer = Framer(max_event_bytes)
         self._fast_path = fast_path
@@ -82,27 +84,19 @@ class StreamObserver:
         self._framer.reset()
         return self.observation
 
-    def _span(self, buf: bytes, start: int, body_end: int) -> int:
+    def _data_span(self, buf: bytes, start: int, body_end: int) -> int:
         """Interpret the event framed at `buf[start:body_end]`; return its choice deltas with
         output. The hot path: every ordinary content chunk of every stream comes here."""
         obs = self.observation
-        line = start
-        if buf.startswith(b"event: ", start) and self._templates:
-            # A named event (every Responses API event): its name never changes what it means,
-            # so a "\n"-ended `event:` line followed by the one `data: ` line is matched too.
-            name_end = buf.find(b"\n", start, body_end)
-            if name_end > 0 and buf.find(b"\r", start, name_end) < 0:
-                line = name_end + 1
-        if buf.startswith(b"data: ", line):
+        if buf.startswith(b"data: ", start):
             # A template's line matcher proves the event is that one "data: " line as well.
             for template in self._templates:
-                m = template.line(buf, line + 6, body_end)
+                m = template.line(buf, start + 6, body_end)
                 if m is not None and m.groups() == template.fixed:
                     obs.events += 1
                     obs.output_deltas += template.deltas
                     return template.deltas
-            if line == start and buf.find(b"\n", start, body_end) < 0 \
-                    and buf.find(b"\r", start, body_end) < 0:
+            if buf.find(b"\n", start, body_end) < 0 and buf.find(b"\r", start, body_end) < 0:
                 obs.events += 1
                 return self._interpret(buf[start + 6 : body_end])
         event = parse_event(buf, start, body_end)
@@ -110,6 +104,18 @@ class StreamObserver:
             return 0  # no data line: the spec dispatches nothing
         obs.events += 1
         return self._event(event.data)
+
+    def _named_span(self, buf: bytes, start: int, body_end: int) -> int:
+        """`_data_span` for an API whose events are named (the Responses API): its templates'
+        line matcher takes the whole event, `event:` line and one `data:` line."""
+        for template in self._templates:
+            m = template.line(buf, start, body_end)
+            if m is not None and m.groups() == template.fixed:
+                obs = self.observation
+                obs.events += 1
+                obs.output_deltas += template.deltas
+                return template.deltas
+        return self._data_span(buf, start, body_end)
 
     def _event(self, data: bytes) -> int:
         """Interpret one event's data (its data lines joined)."""

@@ -28,10 +28,14 @@ class EventTemplate(Protocol):
     """(data) -> match: an event's data (its `data:` lines joined), as dispatched."""
     line: Matcher
     """(buf, pos, endpos) -> match: `buf[pos:endpos]` is the rest of a framed event's one
-    `data: ` line; a match also proves the event has no other data line."""
+    `data: ` line, or for an API with `named_events` the whole framed event (its `event:` line
+    and one `data:` line); a match also proves the event has no other line."""
 
 
 class Semantics(Protocol):
+    named_events: bool
+    """Every event of a stream comes named: its templates' `line` matches whole events."""
+
     def apply(self, obs: Observation, obj: dict[str, Any]) -> int:
         """Record what `obj` says in `obs`; return its deltas with output."""
 

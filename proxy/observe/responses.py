@@ -179,6 +179,8 @@ class ResponsesSemantics:
     the delta's own (`type`, `sequence_number`, ids, indices, `delta`, empty `logprobs`) may
     become a template, which varies its `sequence_number`, `delta` and `obfuscation`."""
 
+    named_events = True
+
     def apply(self, obs: Observation, obj: dict[str, Any]) -> int:
         return apply_responses_object(obs, obj)
 

@@ -50,7 +50,10 @@ _STRING: Final = re.compile(rb'"((?:[^"\\]|\\.)*+)"', re.DOTALL)
 # look-alike event cannot end a body early at an escaped quote); within one line, or not.
 _LINE_BODY: Final = rb'[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+'
 _BODY: Final = rb'[^"\\]*+(?:\\.[^"\\]*+)*+'
-_INT_VALUE: Final = rb"(?:0|[1-9][0-9]*+)(?![0-9.eE])"
+# A JSON integer (a fraction or exponent after it would not be the next fixed text).
+_INT_VALUE: Final = rb"(?:0|[1-9][0-9]*+)"
+# An event's name line, then its data line's field name; the name never changes the meaning.
+_EVENT_LINE: Final = rb"event: [^\r\n]*+\ndata: "
 # What a value is replaced with to check that the cut-out spans are exactly those members.
 _PROBES: Final = {_INT: (b"987654321", 987654321), _TEXT: (b"\\u0001", "\x01")}
 
@@ -68,9 +71,10 @@ class ResponsesTemplate:
         self.payload = _pattern(lengths, kinds, line=False).fullmatch
         """(data) -> match: an event's data (its `data:` lines joined), as dispatched."""
         self.line = _pattern(lengths, kinds, line=True).fullmatch
-        """(buf, pos, endpos) -> match: `buf[pos:endpos]` is the rest of a framed event's one
-        `data: ` line. No value may hold a line break here, nor may the fixed texts, so a match
-        also proves the event has no other data line."""
+        """(buf, pos, endpos) -> match: `buf[pos:endpos]` is a whole framed event: an `event:`
+        line (any name: it never changes the meaning) and one `data: ` line. No value may hold
+        a line break here, nor may the fixed texts, so a match proves those are its only
+        lines."""
 
     @classmethod
     def learn(cls, data: bytes, obj: dict[str, Any], deltas: int,
@@ -125,11 +129,11 @@ def _parses_to(parts: list[bytes], expected: dict[str, Any]) -> bool:
 @lru_cache(maxsize=64)
 def _pattern(lengths: tuple[int, ...], kinds: tuple[bytes, ...], *,
              line: bool) -> re.Pattern[bytes]:
-    """`(F0) V1 (F1) ... Vk (Fk)` by the lengths of the fixed texts; `line`: no line break in
-    a string value."""
+    """`(F0) V1 (F1) ... Vk (Fk)` by the lengths of the fixed texts; `line`: as a whole event,
+    after its `event:` line, with no line break in a string value."""
     body = _LINE_BODY if line else _BODY
     values = {_INT: _INT_VALUE, _TEXT: body, _OUTPUT: rb'(?!")' + body}
-    parts = [b"(.{%d})" % lengths[0]]
+    parts = [_EVENT_LINE if line else b"", b"(.{%d})" % lengths[0]]
     for length, kind in zip(lengths[1:], kinds, strict=True):
         parts += [values[kind], b"(.{%d})" % length]
     return re.compile(b"".join(parts), re.DOTALL)

@@ -266,6 +266,8 @@ class ChatSemantics:
     """Chat completions (and legacy completions, embeddings) for the observer: an ordinary
     content chunk, whose only effect is output on its choices, may become a template."""
 
+    named_events = False
+
     def apply(self, obs: Observation, obj: dict[str, Any]) -> int:
         return apply_object(obs, obj)
 
