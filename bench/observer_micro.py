@@ -2,7 +2,10 @@
 
 `python3 -m bench.observer_micro` prints microseconds per SSE event for `StreamObserver.feed`
 and `UsageStripper.feed` when each upstream piece carries 1, 3, 10 or 30 events, and
-microseconds per `observe_json` call on a ~1.2 KB chat completion body.
+microseconds per `observe_json` call on a ~1.2 KB chat completion body. The `parse-*` cells
+price one content chunk's interpretation three ways (the template decision in bench/README.md):
+a learned template's match (`parse-template`), `orjson.loads` + `semantics.apply_object`
+(`parse-orjson`, when orjson is installed) and `json.loads` + `apply_object` (`parse-json`).
 
 The events are the simulator's own chunks (`proxy.simulator.chunks`), as in benchmark S2; the
 `responses-*` cells time the same number of Responses API events of the simulator
@@ -134,6 +137,9 @@ def build_cells() -> Cells:
             usage_pieces = pieces(usage_content, size, split)
             cells[f"stripper-{size}-{layout}"] = ("stripper", [], usage_pieces)
     cells["observe_json"] = ("json", [], [completion_body()])
+    payloads = [event[6:-2] for event in content]  # each chunk's data, as framed
+    for kind in ("parse-template", "parse-orjson", "parse-json"):
+        cells[kind] = (kind, head[2:3], payloads)
     return cells
 
 
@@ -146,6 +152,8 @@ def timed_pass(kind: str, head: list[bytes], stream: list[bytes]) -> Callable[[]
             observe_json(body)
 
         return parse
+    if kind.startswith("parse-"):
+        return parse_pass(kind, head[0][6:-2], stream)
     feed: Callable[[bytes], object]
     if kind == "observer":
         feed = StreamObserver().feed
@@ -161,6 +169,40 @@ def timed_pass(kind: str, head: list[bytes], stream: list[bytes]) -> Callable[[]
             feed(piece)
 
     return run
+
+
+def parse_pass(kind: str, first: bytes, payloads: list[bytes]) -> Callable[[], None]:
+    """Interpret each chunk's data one way (a template learned from `first`)."""
+    import json
+
+    from proxy.observe.semantics import Observation, apply_object
+    from proxy.observe.templates import Template
+
+    obs = Observation()
+    if kind == "parse-template":
+        template = Template.learn(first, 1, 16 << 10)
+        assert template is not None
+        fixed = template.fixed
+
+        def match() -> None:
+            for data in payloads:
+                m = template.line(data, 0, len(data))
+                if m is None or m.groups() != fixed:
+                    raise AssertionError("a content chunk missed its template")
+
+        return match
+    if kind == "parse-orjson":
+        import orjson
+
+        loads: Callable[[bytes], Any] = orjson.loads
+    else:
+        loads = json.loads
+
+    def parse() -> None:
+        for data in payloads:
+            apply_object(obs, loads(data))
+
+    return parse
 
 
 def unit(kind: str) -> int:

@@ -57,6 +57,7 @@ class StreamObserver:
             self._named_span if semantics.named_events else self._data_span)
         self._clock = clock
         self._framer = Framer(max_event_bytes)
+        self._single = self._framer.single  # bound once: called for every piece
         self._fast_path = fast_path
         self._templates: list[EventTemplate] = []
         self._full_parses = 0
@@ -66,13 +67,16 @@ class StreamObserver:
         """Take one piece of the response. A malformed event is counted, never raised; an
         exception out of here is a bug, which the tap (`proxy.observe.tap`) contains."""
         obs = self.observation
-        frames = self._framer.feed(data)
-        outputs = 0
-        if frames.spans:
+        end = self._single(data)
+        if end >= 0:
+            outputs = self._span(data, 0, end)
+        else:
+            frames = self._framer.feed(data)
+            outputs = 0
             buf = frames.data
             for start, body_end, _ in frames.spans:
                 outputs += self._span(buf, start, body_end)
-        obs.oversized_events = self._framer.oversized
+            obs.oversized_events = self._framer.oversized
         if outputs:
             now = self._clock()
             if obs.first_token_at is None:

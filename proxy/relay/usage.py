@@ -2,7 +2,7 @@
 
 Azure sends token usage on a stream only when the request asks for it. To count tokens exactly,
 the proxy asks on the client's behalf and later removes the extra usage chunk from what the
-client receives (`sse.UsageChunkStripper`). Older api-versions reject the option with a 400;
+client receives (`proxy.relay.usage_strip`). Older api-versions reject the option with a 400;
 the proxy then retries without it and remembers not to ask that deployment/api-version again.
 """
 

@@ -27,6 +27,7 @@ __all__ = ["UsageStripper"]
 USAGE_NULL: Final = b',"usage":null'
 """The member include_usage adds to every chunk but the usage chunk, in Azure's exact bytes."""
 _USAGE_NULL_END: Final = USAGE_NULL + b"}"
+_USAGE_NULL_LINE_END: Final = _USAGE_NULL_END + b"\n\n"
 # `"usage"` followed by an object: the only events parsed, to find the usage chunk.
 _USAGE_OBJECT: Final = re.compile(rb'"usage"[ \t\r\n]*:[ \t\r\n]*\{')
 
@@ -46,6 +47,13 @@ class UsageStripper:
         """The bytes to send now for this piece."""
         if not chunk:
             return b""
+        end = self._framer.single(chunk)
+        if end >= 0:  # one whole one-line event: the usual piece
+            self._drop_lead = False
+            if chunk.startswith(b"data: {") and chunk.endswith(_USAGE_NULL_LINE_END):
+                return chunk[: end - len(_USAGE_NULL_END)] + b"}\n\n"  # every injected chunk
+            cut = _removal(chunk, (0, end, end + 2))
+            return chunk if cut is None else chunk[: cut[0]] + chunk[cut[1] :]
         frames = self._framer.feed(chunk)
         data, settled = frames.data, frames.settled
         skip_lead = frames.lead and self._drop_lead
