@@ -56,7 +56,7 @@ class StreamObserver:
         self._span: Callable[[bytes, int, int], int] = (
             self._named_span if semantics.named_events else self._data_span)
         self._clock = clock
-        self._framer = Framer(max_event_bytes)
+        self._framer = Framer(max_event_bytes, named=semantics.named_events)
         self._single = self._framer.single  # bound once: called for every piece
         self._fast_path = fast_path
         self._templates: list[EventTemplate] = []
@@ -114,7 +114,7 @@ class StreamObserver:
         line matcher takes the whole event, `event:` line and one `data:` line."""
         for template in self._templates:
             m = template.line(buf, start, body_end)
-            if m is not None and m.groups() == template.fixed:
+            if m is not None and m.groups() == template.line_fixed:
                 obs = self.observation
                 obs.events += 1
                 obs.output_deltas += template.deltas

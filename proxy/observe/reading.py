@@ -21,7 +21,9 @@ class EventTemplate(Protocol):
     """Bytes of an ordinary event with its variable parts cut out (see `Template`)."""
 
     fixed: tuple[bytes, ...]
-    """The fixed texts a match must capture for it to count."""
+    """The fixed texts a `payload` match must capture for it to count."""
+    line_fixed: tuple[bytes, ...]
+    """The same for a `line` match (for named events: the `event:` line first)."""
     deltas: int
     """Deltas with output in a matching event."""
     payload: Matcher

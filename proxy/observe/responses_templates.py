@@ -52,8 +52,6 @@ _LINE_BODY: Final = rb'[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+'
 _BODY: Final = rb'[^"\\]*+(?:\\.[^"\\]*+)*+'
 # A JSON integer (a fraction or exponent after it would not be the next fixed text).
 _INT_VALUE: Final = rb"(?:0|[1-9][0-9]*+)"
-# An event's name line, then its data line's field name; the name never changes the meaning.
-_EVENT_LINE: Final = rb"event: [^\r\n]*+\ndata: "
 # What a value is replaced with to check that the cut-out spans are exactly those members.
 _PROBES: Final = {_INT: (b"987654321", 987654321), _TEXT: (b"\\u0001", "\x01")}
 
@@ -61,27 +59,33 @@ _PROBES: Final = {_INT: (b"987654321", 987654321), _TEXT: (b"\\u0001", "\x01")}
 class ResponsesTemplate:
     """One delta event's data with its variable values cut out."""
 
-    __slots__ = ("deltas", "fixed", "line", "payload")
+    __slots__ = ("deltas", "fixed", "line", "line_fixed", "payload")
 
-    def __init__(self, fixed: tuple[bytes, ...], kinds: tuple[bytes, ...], deltas: int) -> None:
+    def __init__(self, name: bytes, fixed: tuple[bytes, ...], kinds: tuple[bytes, ...],
+                 deltas: int) -> None:
         self.fixed = fixed
+        head = b"event: " + name + b"\ndata: "
+        self.line_fixed = (head + fixed[0], *fixed[1:])  # one group fewer to capture
         self.deltas = deltas
         """Output deltas in a matching event: 1, or 0 for reasoning text."""
         lengths = tuple(map(len, fixed))
-        self.payload = _pattern(lengths, kinds, line=False).fullmatch
+        self.payload = _pattern(lengths, kinds, 0).fullmatch
         """(data) -> match: an event's data (its `data:` lines joined), as dispatched."""
-        self.line = _pattern(lengths, kinds, line=True).fullmatch
-        """(buf, pos, endpos) -> match: `buf[pos:endpos]` is a whole framed event: an `event:`
-        line (any name: it never changes the meaning) and one `data: ` line. No value may hold
-        a line break here, nor may the fixed texts, so a match proves those are its only
-        lines."""
+        self.line = _pattern(lengths, kinds, len(head)).fullmatch
+        """(buf, pos, endpos) -> match: `buf[pos:endpos]` is a whole framed event: the line
+        `event: <its type>` and one `data: ` line (captured as a fixed text like the others,
+        which is cheaper than matching it; an event named otherwise is read the slow way,
+        with the same result). No value may hold a line break here, nor may the fixed texts,
+        so a match proves those are its only lines."""
 
     @classmethod
     def learn(cls, data: bytes, obj: dict[str, Any], deltas: int,
               max_bytes: int) -> ResponsesTemplate | None:
         """A template from a delta event's data `data`, which parsed to `obj`; None when it
         is too big, not on one line, or its variable values are not where they seem."""
-        if len(data) > max_bytes or b"\n" in data or b"\r" in data:
+        kind = obj.get("type")
+        if len(data) > max_bytes or b"\n" in data or b"\r" in data or not isinstance(kind, str) \
+                or "\n" in kind or "\r" in kind:
             return None
         fixed: list[bytes] = []
         kinds: list[bytes] = []
@@ -113,7 +117,7 @@ class ResponsesTemplate:
         # every span replaced must parse to the object with those members replaced.
         if len(kinds) != len(_VARIABLE_KEYS & obj.keys()) or not _parses_to(probe, expected):
             return None
-        return cls(tuple(fixed), tuple(kinds), deltas)
+        return cls(kind.encode(), tuple(fixed), tuple(kinds), deltas)
 
 
 _VARIABLE_KEYS: Final = frozenset({"sequence_number", "delta", "obfuscation"})
@@ -127,13 +131,12 @@ def _parses_to(parts: list[bytes], expected: dict[str, Any]) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _pattern(lengths: tuple[int, ...], kinds: tuple[bytes, ...], *,
-             line: bool) -> re.Pattern[bytes]:
-    """`(F0) V1 (F1) ... Vk (Fk)` by the lengths of the fixed texts; `line`: as a whole event,
-    after its `event:` line, with no line break in a string value."""
-    body = _LINE_BODY if line else _BODY
+def _pattern(lengths: tuple[int, ...], kinds: tuple[bytes, ...], head: int) -> re.Pattern[bytes]:
+    """`(F0) V1 (F1) ... Vk (Fk)` by the lengths of the fixed texts; with a `head` length, as
+    a whole event: its event and data field names first, no line break in a string value."""
+    body = _LINE_BODY if head else _BODY
     values = {_INT: _INT_VALUE, _TEXT: body, _OUTPUT: rb'(?!")' + body}
-    parts = [_EVENT_LINE if line else b"", b"(.{%d})" % lengths[0]]
+    parts = [b"(.{%d})" % (head + lengths[0])]
     for length, kind in zip(lengths[1:], kinds, strict=True):
         parts += [values[kind], b"(.{%d})" % length]
     return re.compile(b"".join(parts), re.DOTALL)
