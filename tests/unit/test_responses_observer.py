@@ -18,9 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.observe.framing import Framer
 from proxy.observe.observer import StreamObserver, observe_json
 from proxy.observe.responses import RESPONSES
 from proxy.observe.semantics import Observation, Usage, content_filter_events
+from tests.unit.test_sse import _line, joined
 
 STREAM_DIR = Path(__file__).parent.parent / "data" / "streams"
 STREAMS = sorted(STREAM_DIR.glob("responses-*.sse"))
@@ -511,3 +513,39 @@ def test_any_json_never_raises(value: Any) -> None:
     data = json.dumps(value).encode()
     observe([b"data: " + data + b"\n\n"])
     observe_json(data, semantics=RESPONSES)
+
+
+# --- the framer's fast paths for named events frame exactly as the others ------------------
+
+def framed(pieces: Iterable[bytes], named: bool, max_event_bytes: int) -> list[Any]:
+    framer = Framer(max_event_bytes, named=named)
+    out: list[Any] = []
+    for piece in pieces:
+        frames = framer.feed(piece)
+        out.append((frames.lead, frames.settled,
+                    [frames.data[a:b] + frames.data[b:c] for a, b, c in frames.spans]))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_line, st.sampled_from([b"\n", b"\n", b"\r\n", b"\r"])), max_size=30),
+    st.lists(st.integers(min_value=0, max_value=1 << 12), max_size=12),
+    st.booleans(),
+    st.integers(min_value=0, max_value=60),
+)
+def test_named_framing_frames_as_the_default(lines: list[tuple[bytes, bytes]], cuts: list[int],
+                                            bom: bool, max_event_bytes: int) -> None:
+    stream = joined(lines, bom)
+    pieces = split_at(stream, cuts)
+    assert framed(pieces, True, max_event_bytes) == framed(pieces, False, max_event_bytes)
+
+
+def test_named_framing_of_recorded_streams_piece_by_event() -> None:
+    for path in STREAMS:
+        data = path.read_bytes()
+        pieces = [e + b"\n\n" for e in data.split(b"\n\n") if e]
+        assert framed(pieces, True, 1 << 20) == framed(pieces, False, 1 << 20)
+        single = Framer(named=True)
+        single.feed(b"x\n\n")  # past the stream start
+        assert all(single.single(p) == len(p) - 2 for p in pieces)
