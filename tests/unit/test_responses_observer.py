@@ -390,7 +390,7 @@ def test_regression_2_usage_from_incomplete_and_failed(status: str) -> None:
 
 
 def test_regression_4_completed_usage_reaches_the_token_counters() -> None:
-    # The metric side is tests/unit/test_metrics.py; here: the observer keeps it whatever
+    # The metric side is tests/unit/test_telemetry_metrics.py; here: the observer keeps it whatever
     # follows (a stray [DONE], as some emulators add).
     pieces = [*completed_stream(["a"]), b"data: [DONE]\n\n"]
     assert observe(pieces).usage == USAGE_SEEN
