@@ -7,7 +7,10 @@ price one content chunk's interpretation three ways (the template decision in be
 a learned template's match (`parse-template`), `orjson.loads` + `semantics.apply_object`
 (`parse-orjson`, when orjson is installed) and `json.loads` + `apply_object` (`parse-json`).
 
-The events are the simulator's own chunks (`proxy.simulator.chunks`), as in benchmark S2. Two
+The events are the simulator's own chunks (`proxy.simulator.chunks`), as in benchmark S2; the
+`responses-*` cells time the same number of Responses API events of the simulator
+(`proxy.simulator.responses_stream`: `event:` and `data:` lines, text deltas), read by the
+Responses observer, so the two APIs' costs per event compare directly. Two
 piece layouts: "whole" pieces hold whole events; "split" pieces have the same sizes but every
 cut falls in the middle of an event, as when a TCP read ends mid-chunk. The observer is primed
 with the stream's head (prompt annotation, role, first content chunk) so that what is timed is
@@ -39,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.observe.observer import StreamObserver, observe_json
+from proxy.observe.responses import RESPONSES
 from proxy.relay.usage_strip import UsageStripper
 
 EVENTS = 600  # content chunks per timed pass: a multiple of every piece size below
@@ -64,6 +68,22 @@ def stream_parts(include_usage: bool) -> tuple[list[bytes], list[bytes]]:
     chunks = Chunks(c)
     head = [PROMPT_ANNOTATION, chunks.role(0), chunks.piece(0, 0)]
     return head, [chunks.piece(0, step) for step in range(1, EVENTS + 1)]
+
+
+def responses_parts() -> tuple[list[bytes], list[bytes]]:
+    """(head events, text deltas) of a plain Responses stream of EVENTS deltas."""
+    from proxy.simulator.config import SimulatorConfig
+    from proxy.simulator.options import parse_options
+    from proxy.simulator.resource import Resource
+    from proxy.simulator.responses_plan import ResponsesRequest, plan_reply
+    from proxy.simulator.responses_stream import response_events
+
+    request = ResponsesRequest(True, None, "Tell me about streams.", "get_weather", {})
+    reply = plan_reply(parse_options(f"tokens={EVENTS + 1}"), request,
+                       Resource(SimulatorConfig(), None))
+    events = [e for e in response_events(reply) if isinstance(e, bytes)]
+    # response.created, .in_progress, output_item.added, content_part.added, the first delta
+    return events[:5], events[5 : 5 + EVENTS]
 
 
 def pieces(events: list[bytes], per_piece: int, split: bool) -> list[bytes]:
@@ -106,11 +126,14 @@ def completion_body() -> bytes:
 def build_cells() -> Cells:
     head, content = stream_parts(include_usage=False)
     _, usage_content = stream_parts(include_usage=True)
+    responses_head, responses_content = responses_parts()
     cells: Cells = {}
     for size in PIECE_SIZES:
         for layout in ("whole", "split"):
             split = layout == "split"
             cells[f"observer-{size}-{layout}"] = ("observer", head, pieces(content, size, split))
+            cells[f"responses-{size}-{layout}"] = (
+                "responses", responses_head, pieces(responses_content, size, split))
             usage_pieces = pieces(usage_content, size, split)
             cells[f"stripper-{size}-{layout}"] = ("stripper", [], usage_pieces)
     cells["observe_json"] = ("json", [], [completion_body()])
@@ -134,6 +157,8 @@ def timed_pass(kind: str, head: list[bytes], stream: list[bytes]) -> Callable[[]
     feed: Callable[[bytes], object]
     if kind == "observer":
         feed = StreamObserver().feed
+    elif kind == "responses":
+        feed = StreamObserver(semantics=RESPONSES).feed
     else:
         feed = UsageStripper().feed
     for piece in head:

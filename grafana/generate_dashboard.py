@@ -372,6 +372,32 @@ def panels() -> list[Panel]:
     )
     lay.add(
         timeseries(
+            "Requests/s by operation",
+            "Requests per second by API operation, from the path: chat_completions, "
+            "responses (the Responses API), completions, embeddings, other.",
+            [target(rate(requests, by="operation"), "{{operation}}")],
+            "reqps",
+            stack=True,
+        ),
+        w=12,
+    )
+    lay.add(
+        timeseries(
+            "Streaming share by operation",
+            "Share of each operation's requests with stream=true.",
+            [
+                target(
+                    f"{rate(requests, STREAMS, by='operation')} / {rate(requests, by='operation')}",
+                    "{{operation}}",
+                )
+            ],
+            "percentunit",
+            soft_max=1,
+        ),
+        w=12,
+    )
+    lay.add(
+        timeseries(
             "In-flight requests",
             "Requests the proxy is serving right now, streams included.",
             [

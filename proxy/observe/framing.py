@@ -16,6 +16,7 @@ event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -52,9 +53,15 @@ class Framer:
     """Frames an SSE byte stream piece by piece; see the module docstring."""
 
     __slots__ = ("_content_end", "_cr", "_cr_span", "_fresh", "_held", "_line", "_max",
-                 "_skip_open", "_skipping", "oversized")
+                 "_named", "_skip_open", "_skipping", "oversized", "single")
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, *,
+                 named: bool = False) -> None:
+        """`named`: the stream's events are usually two lines, an `event:` line and a `data:`
+        line (the Responses API's); only the fast paths differ, never the framing."""
+        self._named = named
+        self.single: Callable[[bytes], int] = self._single_named if named else self._single_line
+        """The hot path (`_single_line`, `_single_named`): bound once per framer."""
         self.oversized = 0
         """Events skipped because they were larger than `max_event_bytes`."""
         self._max = max_event_bytes
@@ -111,7 +118,7 @@ class Framer:
         frames.lead = lead
         return frames
 
-    def single(self, chunk: bytes) -> int:
+    def _single_line(self, chunk: bytes) -> int:
         """The hot path, without allocating: if `chunk` is exactly one whole one-line event
         within the size limit, "\\n"-framed, and the framer is idle, return its `body_end`
         (the framer stays idle, as `feed` would leave it); else -1, and `feed` is the way.
@@ -120,6 +127,17 @@ class Framer:
         # One line and a blank line: the first "\n" is the one before the last byte, a "\n".
         # One-byte finds are a memchr each.
         if (n > 0 and chunk[-1] == _LF and chunk.find(b"\n") == n and n <= self._max
+                and not (self._held or self._fresh or self._cr or self._skipping)
+                and chunk.find(b"\r") < 0):
+            return n
+        return -1
+
+    def _single_named(self, chunk: bytes) -> int:
+        """`_single_line` for a piece that is one whole event of exactly two lines."""
+        n = len(chunk) - 2
+        first = chunk.find(b"\n")
+        if (0 < first < n - 1 and chunk[-1] == _LF and chunk.find(b"\n", first + 1) == n
+                and n <= self._max
                 and not (self._held or self._fresh or self._cr or self._skipping)
                 and chunk.find(b"\r") < 0):
             return n
@@ -140,14 +158,18 @@ class Framer:
             search = start
         limit = self._max
         find = data.find
+        named = self._named
         while start < n:
-            # The first "\n\n", looked for by its "\n"s: a one-byte find is a memchr, and an
-            # Azure event is one line, so its first "\n" is usually the one.
-            end = find(b"\n", search)
-            while 0 <= end < n - 1 and data[end + 1] != _LF:
-                end = find(b"\n", end + 2)
-            if end >= n - 1:
-                end = -1
+            if named:  # events of several lines: the "\n\n" itself
+                end = find(b"\n\n", search)
+            else:
+                # The first "\n\n", looked for by its "\n"s: a one-byte find is a memchr,
+                # and an Azure chat event is one line, so its first "\n" is usually the one.
+                end = find(b"\n", search)
+                while 0 <= end < n - 1 and data[end + 1] != _LF:
+                    end = find(b"\n", end + 2)
+                if end >= n - 1:
+                    end = -1
             if end < 0:
                 content_end = n - 1 if data[n - 1] == _LF else n
                 line = data.rfind(b"\n", start) + 1 or start

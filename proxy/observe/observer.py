@@ -1,4 +1,4 @@
-"""What a response said, learned from a copy of its bytes: chat-completion semantics -> Observation.
+"""What a response said, learned from a copy of its bytes -> Observation.
 
 `StreamObserver` is fed each piece of an SSE response right after the proxy wrote it to the
 client; `observe_json` reads a whole non-stream body. A malformed event or body is counted in
@@ -15,8 +15,10 @@ and is counted without parsing. The template is learned from the bytes actually 
 follows any key order or whitespace. Anything else (first chunks, finish, usage, filter
 verdicts, errors, a changed verdict block) misses every template and is parsed in full.
 
-What a parsed object means (usage, finish reasons, filter verdicts, errors) is
-`proxy.observe.semantics`; this module decides which bytes to parse and when.
+What a parsed object means (usage, finish reasons, filter verdicts, errors) and which objects
+may become templates is the API's `Semantics` (`proxy.observe.reading`): chat completions'
+(`proxy.observe.semantics`, the default) or the Responses API's (`proxy.observe.responses`);
+this module decides which bytes to parse and when.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ import json
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
-from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer, Span
-from proxy.observe.semantics import Observation, apply_object
+from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer
+from proxy.observe.reading import EventTemplate, Semantics
+from proxy.observe.semantics import CHAT, Observation
 from proxy.observe.sse import parse_event
-from proxy.observe.templates import Template
 
 __all__ = ["StreamObserver", "observe_json"]
 
@@ -46,14 +48,18 @@ class StreamObserver:
         clock: Callable[[], float] = time.perf_counter,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         fast_path: bool = True,
+        semantics: Semantics = CHAT,
     ) -> None:
         """`fast_path=False` parses every event in full (tests compare the two paths)."""
         self.observation = Observation()
+        self._semantics = semantics
+        self._span: Callable[[bytes, int, int], int] = (
+            self._named_span if semantics.named_events else self._data_span)
         self._clock = clock
-        self._framer = Framer(max_event_bytes)
+        self._framer = Framer(max_event_bytes, named=semantics.named_events)
         self._single = self._framer.single  # bound once: called for every piece
         self._fast_path = fast_path
-        self._templates: list[Template] = []
+        self._templates: list[EventTemplate] = []
         self._full_parses = 0
         self._learn_attempts = 0
 
@@ -66,7 +72,10 @@ class StreamObserver:
             outputs = self._span(data, 0, end)
         else:
             frames = self._framer.feed(data)
-            outputs = self._spans(frames.data, frames.spans) if frames.spans else 0
+            outputs = 0
+            buf = frames.data
+            for start, body_end, _ in frames.spans:
+                outputs += self._span(buf, start, body_end)
             obs.oversized_events = self._framer.oversized
         if outputs:
             now = self._clock()
@@ -79,34 +88,7 @@ class StreamObserver:
         self._framer.reset()
         return self.observation
 
-    def _spans(self, buf: bytes, spans: list[Span]) -> int:
-        """Interpret several events of one piece (under load a read carries many): template
-        hits are tried inline and counted together, the rest go to `_span`."""
-        obs = self.observation
-        templates = self._templates
-        outputs = hits = hit_deltas = 0
-        for start, body_end, _ in spans:
-            if buf.startswith(b"data: ", start):
-                for template in templates:
-                    m = template.line(buf, start + 6, body_end)
-                    if m is not None and m.groups() == template.fixed:
-                        hits += 1
-                        hit_deltas += template.deltas
-                        break
-                else:
-                    if hits:  # counted before anything is parsed: learning is budgeted by hits
-                        obs.events += hits
-                        obs.output_deltas += hit_deltas
-                        outputs += hit_deltas
-                        hits = hit_deltas = 0
-                    outputs += self._span(buf, start, body_end)
-            else:
-                outputs += self._span(buf, start, body_end)
-        obs.events += hits
-        obs.output_deltas += hit_deltas
-        return outputs + hit_deltas
-
-    def _span(self, buf: bytes, start: int, body_end: int) -> int:
+    def _data_span(self, buf: bytes, start: int, body_end: int) -> int:
         """Interpret the event framed at `buf[start:body_end]`; return its choice deltas with
         output. The hot path: every ordinary content chunk of every stream comes here."""
         obs = self.observation
@@ -126,6 +108,18 @@ class StreamObserver:
             return 0  # no data line: the spec dispatches nothing
         obs.events += 1
         return self._event(event.data)
+
+    def _named_span(self, buf: bytes, start: int, body_end: int) -> int:
+        """`_data_span` for an API whose events are named (the Responses API): its templates'
+        line matcher takes the whole event, `event:` line and one `data:` line."""
+        for template in self._templates:
+            m = template.line(buf, start, body_end)
+            if m is not None and m.groups() == template.line_fixed:
+                obs = self.observation
+                obs.events += 1
+                obs.output_deltas += template.deltas
+                return template.deltas
+        return self._data_span(buf, start, body_end)
 
     def _event(self, data: bytes) -> int:
         """Interpret one event's data (its data lines joined)."""
@@ -158,10 +152,11 @@ class StreamObserver:
         if not isinstance(obj, dict):
             obs.parse_errors += 1
             return 0
-        outputs = apply_object(obs, obj)
+        semantics = self._semantics
+        outputs = semantics.apply(obs, obj)
         obs.output_deltas += outputs
-        if outputs and self._may_learn() and _is_plain(obj):
-            template = Template.learn(data, outputs, self._MAX_TEMPLATE_BYTES)
+        if semantics.learnable(obj, outputs) and self._may_learn():
+            template = semantics.template(data, obj, outputs, self._MAX_TEMPLATE_BYTES)
             if template is not None:
                 self._templates.insert(0, template)
                 del self._templates[self._MAX_TEMPLATES :]
@@ -179,16 +174,9 @@ class StreamObserver:
         return True
 
 
-def _is_plain(obj: dict[str, Any]) -> bool:
-    """Is a chunk's only effect output on its choices? Only such a chunk can be a template:
-    one of its shape must mean the same whatever its variable strings say."""
-    scratch = Observation()
-    apply_object(scratch, obj)
-    return scratch == Observation(choices_seen=scratch.choices_seen)
-
-
 def observe_json(
-    body: bytes, content_encoding: str | None = None, *, max_bytes: int = 8 << 20
+    body: bytes, content_encoding: str | None = None, *, max_bytes: int = 8 << 20,
+    semantics: Semantics = CHAT,
 ) -> Observation:
     """Observe a whole non-stream body (completion, embeddings, error). A body that cannot be
     read is counted, never raised; an exception out of here is a bug, for the tap to contain.
@@ -210,7 +198,7 @@ def observe_json(
     if not isinstance(obj, dict):
         obs.parse_errors = 1
         return obs
-    obs.output_deltas = apply_object(obs, obj)
+    obs.output_deltas = semantics.apply(obs, obj)
     return obs
 
 

@@ -1,9 +1,10 @@
 """What one chat-completion JSON object says (a stream chunk or a whole body), as an Observation.
 
-The meanings come from Azure's wire format (docs/chat-wire.md §4-§8): usage in the chat,
-Responses and embeddings shapes, finish reasons per choice (n > 1 too), `content_filter_results`
-flagged per category for the prompt and each choice, and `error` objects. `observer.py` decides
-which bytes to parse; this module only interprets what was parsed.
+The meanings come from Azure's wire format (docs/chat-wire.md §4-§8): usage in the chat and embeddings shapes, finish
+reasons per choice (n > 1 too), `content_filter_results` flagged per category for the prompt and
+each choice, and `error` objects. Legacy completions and embeddings are read here too. The
+Responses API has its own module, `proxy.observe.responses`; both fill the same `Observation`.
+`observer.py` decides which bytes to parse; this module only interprets what was parsed.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from proxy.observe.templates import Template
 from proxy.vocabulary import FILTER_CATEGORIES, OTHER
 
 __all__ = [
+    "CHAT",
     "COMPLETION",
     "FILTER_CATEGORIES",
     "OTHER",
@@ -21,27 +24,20 @@ __all__ = [
     "Observation",
     "Stage",
     "Usage",
+    "add_categories",
     "apply_object",
     "content_filter_events",
+    "flagged",
 ]
 
 Stage = Literal["prompt", "completion"]
 PROMPT: Final = "prompt"
 COMPLETION: Final = "completion"
 
-# Responses API stream events that carry generated output.
-_RESPONSES_OUTPUT_EVENTS: Final = frozenset(
-    {
-        "response.output_text.delta",
-        "response.refusal.delta",
-        "response.function_call_arguments.delta",
-    }
-)
-
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts as reported by Azure (chat, Responses or embeddings shape)."""
+    """Token counts as reported by Azure (in the chat, Responses or embeddings shape)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -57,7 +53,8 @@ class Observation:
 
     first_token_at: float | None = None
     """clock() at the first piece holding output: a non-empty `delta.content` or
-    `delta.refusal`, or a tool-call delta, in any choice (or a Responses API output delta)."""
+    `delta.refusal`, or a tool-call delta, in any choice (for the Responses API: a non-empty
+    output text, refusal or function-call arguments delta)."""
     last_token_at: float | None = None
     """clock() at the last such piece."""
     output_deltas: int = 0
@@ -124,14 +121,9 @@ def apply_object(obs: Observation, obj: dict[str, Any]) -> int:
         if entries and isinstance(entries, list):
             for entry in entries:
                 if isinstance(entry, dict):
-                    _add_categories(obs, PROMPT, _flagged_entry(entry))
+                    add_categories(obs, PROMPT, _flagged_entry(entry))
     raw_usage = obj.get("usage")
     usage = _usage(raw_usage) if raw_usage is not None else None
-    response = obj.get("response")  # Responses API stream events wrap the response object
-    if isinstance(response, dict):
-        usage = usage or _usage(response.get("usage"))
-        if response.get("error"):
-            _record_error(obs, response["error"])
     if usage is not None:
         obs.usage = usage
     outputs = 0
@@ -139,9 +131,6 @@ def apply_object(obs: Observation, obj: dict[str, Any]) -> int:
     for choice in choices if isinstance(choices, list) else ():
         if isinstance(choice, dict):
             outputs += _apply_choice(obs, choice)
-    kind = obj.get("type")
-    if isinstance(kind, str):
-        outputs += _apply_responses_event(obs, kind, obj)
     return outputs
 
 
@@ -152,7 +141,7 @@ def _apply_choice(obs: Observation, choice: dict[str, Any]) -> int:
     categories = _flagged_entry(choice)
     if categories:
         obs.choice_filter_categories.setdefault(index, set()).update(categories)
-        _add_categories(obs, COMPLETION, categories)
+        add_categories(obs, COMPLETION, categories)
     reason = choice.get("finish_reason")
     if isinstance(reason, str) and reason and obs.finish_reasons.get(index) != "content_filter":
         obs.finish_reasons[index] = reason
@@ -184,15 +173,6 @@ def _carries_output(body: dict[str, Any]) -> bool:
     )
 
 
-def _apply_responses_event(obs: Observation, kind: str, obj: dict[str, Any]) -> int:
-    if kind == "error":  # Responses API stream error: code sits at top level
-        code = obj.get("code")
-        obs.error_code = str(code) if code not in (None, "") else "error"
-        return 0
-    delta = obj.get("delta")
-    return 1 if kind in _RESPONSES_OUTPUT_EVENTS and isinstance(delta, str) and delta else 0
-
-
 def _record_error(obs: Observation, error: Any) -> None:
     code = error.get("code") if isinstance(error, dict) else None
     obs.error_code = str(code) if code not in (None, "") else "error"
@@ -206,18 +186,20 @@ def _record_error(obs: Observation, error: Any) -> None:
         categories = _flagged_entry(inner)
     if obs.error_code == "content_filter" and not categories:
         categories = {OTHER}
-    _add_categories(obs, PROMPT, categories)
+    add_categories(obs, PROMPT, categories)
 
 
 def _flagged_entry(entry: dict[str, Any]) -> set[str]:
     """Flagged categories of an object holding content_filter_result(s); both spellings occur
     (the singular one carries the filter's own "error" on choices)."""
-    found = _flagged(entry.get("content_filter_results"))
+    found = flagged(entry.get("content_filter_results"))
     single = entry.get("content_filter_result")
-    return found | _flagged(single) if single is not None else found
+    return found | flagged(single) if single is not None else found
 
 
-def _flagged(results: Any) -> set[str]:
+def flagged(results: Any) -> set[str]:
+    """Categories a `content_filter_results` object marks `filtered: true` (unknown names as
+    OTHER)."""
     found: set[str] = set()
     if not isinstance(results, dict):
         return found
@@ -238,22 +220,15 @@ def _is_filtered(verdict: Any) -> bool:
     return isinstance(verdict, list) and any(_is_filtered(item) for item in verdict)
 
 
-def _add_categories(obs: Observation, stage: Stage, categories: set[str]) -> None:
+def add_categories(obs: Observation, stage: Stage, categories: set[str]) -> None:
     if categories:
         obs.filter_categories.setdefault(stage, set()).update(categories)
 
 
 def _usage(raw: Any) -> Usage | None:
-    """Chat/embeddings usage, or the Responses API shape (input_/output_tokens)."""
+    """Chat/embeddings usage."""
     if not isinstance(raw, dict):
         return None  # absent, or "usage": null on every chunk but the last
-    if "input_tokens" in raw or "output_tokens" in raw:
-        return Usage(
-            prompt_tokens=_count(raw.get("input_tokens")),
-            completion_tokens=_count(raw.get("output_tokens")),
-            cached_tokens=_detail(raw, "input_tokens_details", "cached_tokens"),
-            reasoning_tokens=_detail(raw, "output_tokens_details", "reasoning_tokens"),
-        )
     return Usage(
         prompt_tokens=_count(raw.get("prompt_tokens")),
         completion_tokens=_count(raw.get("completion_tokens")),
@@ -269,3 +244,31 @@ def _detail(raw: dict[str, Any], details: str, key: str) -> int:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+class ChatSemantics:
+    """Chat completions (and legacy completions, embeddings) for the observer: an ordinary
+    content chunk, whose only effect is output on its choices, may become a template."""
+
+    named_events = False
+
+    def apply(self, obs: Observation, obj: dict[str, Any]) -> int:
+        return apply_object(obs, obj)
+
+    def learnable(self, obj: dict[str, Any], outputs: int) -> bool:
+        return outputs > 0
+
+    def template(self, data: bytes, obj: dict[str, Any], outputs: int,
+                 max_bytes: int) -> Template | None:
+        return Template.learn(data, outputs, max_bytes) if _is_plain(obj) else None
+
+
+def _is_plain(obj: dict[str, Any]) -> bool:
+    """Is a chunk's only effect output on its choices? Only such a chunk can be a template:
+    one of its shape must mean the same whatever its variable strings say."""
+    scratch = Observation()
+    apply_object(scratch, obj)
+    return scratch == Observation(choices_seen=scratch.choices_seen)
+
+
+CHAT: Final = ChatSemantics()

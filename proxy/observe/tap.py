@@ -13,8 +13,12 @@ import logging
 from multidict import CIMultiDictProxy
 
 from proxy.observe.observer import StreamObserver, observe_json
-from proxy.observe.semantics import Observation
+from proxy.observe.reading import Semantics
+from proxy.observe.responses import RESPONSES
+from proxy.observe.semantics import CHAT, Observation
 from proxy.relay.headers import is_event_stream
+from proxy.relay.operation import RESPONSES as RESPONSES_OPERATION
+from proxy.relay.operation import Operation
 
 log = logging.getLogger("aoai_stream_proxy")
 _JSON_TYPES = ("application/json", "text/json")
@@ -31,8 +35,8 @@ class ResponseTap:
 
 
 class StreamTap(ResponseTap):
-    def __init__(self, max_event_bytes: int) -> None:
-        self._observer = StreamObserver(max_event_bytes=max_event_bytes)
+    def __init__(self, max_event_bytes: int, semantics: Semantics = CHAT) -> None:
+        self._observer = StreamObserver(max_event_bytes=max_event_bytes, semantics=semantics)
         self._broken = False
 
     def feed(self, data: bytes) -> None:
@@ -59,7 +63,9 @@ class StreamTap(ResponseTap):
 class BodyTap(ResponseTap):
     """Collects a JSON body (up to a bound) and reads it once complete."""
 
-    def __init__(self, content_encoding: str | None, max_bytes: int) -> None:
+    def __init__(self, content_encoding: str | None, max_bytes: int,
+                 semantics: Semantics = CHAT) -> None:
+        self._semantics = semantics
         self._parts: list[bytes] = []
         self._size = 0
         self._max = max_bytes
@@ -76,17 +82,21 @@ class BodyTap(ResponseTap):
         if self._size > self._max:
             return None
         try:
-            return observe_json(b"".join(self._parts), self._encoding, max_bytes=self._max)
+            return observe_json(b"".join(self._parts), self._encoding, max_bytes=self._max,
+                                semantics=self._semantics)
         except Exception:
             log.exception("body observer failed; this response is not observed")
             return Observation(parse_errors=1)
 
 
-def tap_for(headers: CIMultiDictProxy[str], *, max_event_bytes: int,
-            max_body_bytes: int = 8 << 20) -> ResponseTap:
+def tap_for(headers: CIMultiDictProxy[str], *, operation: Operation = "other",
+            max_event_bytes: int, max_body_bytes: int = 8 << 20) -> ResponseTap:
+    """The tap for a response to `operation`: the Responses API is read by its own semantics,
+    everything else as chat completions (whose reading also covers completions and embeddings)."""
+    semantics = RESPONSES if operation == RESPONSES_OPERATION else CHAT
     if is_event_stream(headers):
-        return StreamTap(max_event_bytes)
+        return StreamTap(max_event_bytes, semantics)
     content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
     if content_type in _JSON_TYPES:
-        return BodyTap(headers.get("Content-Encoding"), max_body_bytes)
+        return BodyTap(headers.get("Content-Encoding"), max_body_bytes, semantics)
     return ResponseTap()

@@ -44,10 +44,11 @@ Matcher = Callable[..., re.Match[bytes] | None]
 class Template:
     """A fully parsed plain content chunk with its variable strings cut out."""
 
-    __slots__ = ("_shape", "deltas", "fixed", "line", "payload")
+    __slots__ = ("_shape", "deltas", "fixed", "line", "line_fixed", "payload")
 
     def __init__(self, fixed: tuple[bytes, ...], nonempty: tuple[bool, ...], deltas: int) -> None:
         self.fixed = fixed
+        self.line_fixed = fixed  # what a `line` match captures: the same texts
         self.deltas = deltas
         """Choice deltas with output in a matching chunk."""
         self._shape = (tuple(map(len, fixed)), nonempty)

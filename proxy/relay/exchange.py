@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from proxy.observe.semantics import Observation
+from proxy.relay.operation import Operation
 from proxy.vocabulary import OTHER_DEPLOYMENT, UNKNOWN_CLIENT
 
 
@@ -21,6 +22,8 @@ class Exchange:
     method: str
     path: str
     """Request path without its query string."""
+    operation: Operation = "other"
+    """What the path addresses (`proxy.relay.operation`): a bounded label value."""
     api_version: str | None = None
     deployment: str = OTHER_DEPLOYMENT
     """Bounded label value: a configured deployment name, else `other`."""

@@ -28,6 +28,7 @@ from proxy.relay.errors import all_cooling_down, azure_error
 from proxy.relay.exchange import Exchange
 from proxy.relay.forward import UpstreamError, error_response, relay, send
 from proxy.relay.headers import credential_digest, is_event_stream, upstream_request_headers
+from proxy.relay.operation import CHAT_COMPLETIONS, Operation, operation_of
 from proxy.relay.usage import (
     Intent,
     RejectionMemory,
@@ -90,7 +91,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if task is not None:
         lifecycle.active.add(task)
     ex = Exchange(started=time.perf_counter(), wall_time=time.time(), method=request.method,
-                  path=request.path, api_version=request.query.get("api-version"))
+                  path=request.path, operation=operation_of(request.path),
+                  api_version=request.query.get("api-version"))
     if state.clients:  # no configured clients: every caller is `unknown`, nothing to hash
         digest = credential_digest(request.headers)
         ex.client = state.clients.get(digest, UNKNOWN_CLIENT) if digest else UNKNOWN_CLIENT
@@ -143,7 +145,8 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
         return answer
     response, prefetched = answer
     _note_headers(ex, response)
-    tap = tap_for(response.headers, max_event_bytes=limits.max_event_bytes)
+    tap = tap_for(response.headers, operation=ex.operation,
+                  max_event_bytes=limits.max_event_bytes)
     rewrite = UsageStripper(limits.max_event_bytes) if ex.usage_injected and \
         prefetched is None and is_event_stream(response.headers) else None
     try:
@@ -239,7 +242,7 @@ async def _attempt(request: web.Request, state: ProxyState, ex: Exchange,
         else:
             body, intent = _with_model(body, intent, deployment)
     memory_key = (upstream.name, ex.deployment_name or "", ex.api_version or "")
-    injected = _usage_body(state, request.path, intent, memory_key)
+    injected = _usage_body(state, ex.operation, intent, memory_key)
     ex.usage_injected = injected is not None
     base = state.bases[upstream.name]
 
@@ -290,11 +293,12 @@ def _unauthorized(state: ProxyState, ex: Exchange) -> web.Response:
                        "an `Authorization: Bearer` token.")
 
 
-def _usage_body(state: ProxyState, path: str, intent: Intent,
+def _usage_body(state: ProxyState, operation: Operation, intent: Intent,
                 memory_key: tuple[str, str, str]) -> bytes | None:
+    # Only chat completions take `stream_options`; a Responses stream always carries its usage.
     if not (state.config.inject_stream_usage and intent.stream and not intent.wants_usage):
         return None
-    if not path.endswith("/chat/completions") or memory_key in state.rejections:
+    if operation != CHAT_COMPLETIONS or memory_key in state.rejections:
         return None
     return with_usage(intent)
 

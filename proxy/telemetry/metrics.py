@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from proxy.observe.semantics import Observation, content_filter_events
 from proxy.relay.exchange import Exchange
+from proxy.relay.operation import OPERATIONS
 from proxy.vocabulary import (
     ERROR_TYPES,
     INCOMPLETE,
@@ -28,6 +29,7 @@ from proxy.vocabulary import (
 
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "function_call")
 FAILOVER_REASONS = ("429", "5xx", "4xx", "connect", "timeout")
+_KNOWN_REASONS = frozenset({*FINISH_REASONS, INCOMPLETE})
 TOKEN_TYPES = ("prompt", "completion", "cached", "reasoning")
 
 # Time to first byte: for streams Azure sends the prompt-annotation chunk right after the prompt
@@ -72,8 +74,9 @@ class Metrics:
         dc = ("deployment", "client")
         p = "aoai_proxy_"
         self.requests = Counter(
-            p + "requests", "Requests handled, counted once each when it ends.",
-            (*dc, "stream", "status_code"), registry=registry)
+            p + "requests", "Requests handled, counted once each when it ends; operation from "
+            "the path (chat_completions, responses, completions, embeddings, other).",
+            (*dc, "operation", "stream", "status_code"), registry=registry)
         self.duration = Histogram(
             p + "request_duration_seconds",
             "From the request's arrival to the last response byte sent to the client.",
@@ -146,6 +149,11 @@ class Metrics:
         """Create the label sets dashboards and alerts divide by, so they show 0, not nothing."""
         for d in (*deployments, OTHER_DEPLOYMENT):
             self.in_flight.labels(d).set(0)
+            for c in (*clients, UNKNOWN_CLIENT):
+                # Traffic by operation shows every operation from the start (0, not nothing).
+                for operation in OPERATIONS:
+                    self.requests.labels(d, c, operation, "true", "200")
+                    self.requests.labels(d, c, operation, "false", "200")
             self.parse_errors.labels(d)
             for error_type in ERROR_TYPES:
                 self.upstream_errors.labels(d, error_type)
@@ -169,7 +177,7 @@ class Metrics:
         stream = "true" if ex.stream else "false"
         if ex.in_flight:
             self._child(self.in_flight, d).dec()
-        self._child(self.requests, d, c, stream, status_label(ex.status)).inc()
+        self._child(self.requests, d, c, ex.operation, stream, status_label(ex.status)).inc()
         if ex.ended_at is not None:
             self._child(self.duration, d, c, stream).observe(ex.ended_at - ex.started)
         if ex.first_byte_at is not None:
@@ -211,7 +219,8 @@ class Metrics:
 
     @staticmethod
     def finish_reason_labels(ex: Exchange, obs: Observation) -> list[str]:
-        reasons = [r if r in FINISH_REASONS else OTHER for r in obs.finish_reasons.values()]
+        # `incomplete` may also come from the observer: a Responses response that failed.
+        reasons = [r if r in _KNOWN_REASONS else OTHER for r in obs.finish_reasons.values()]
         if ex.stream and ex.status == 200:
             reasons += [INCOMPLETE] * incomplete_finishes(len(obs.incomplete_choices),
                                                           len(obs.finish_reasons))
@@ -227,9 +236,13 @@ class Metrics:
         # ones are spread over the first..last window.
         usage = obs.usage
         tokens = (usage.completion_tokens - usage.reasoning_tokens) if usage else obs.output_deltas
-        window = last - first
-        if tokens > 1 and window > 0:
-            self._child(self.tpot, d, c).observe(window / (tokens - 1))
+        if tokens <= 1:
+            return
+        # Tokens that arrived together (one read, or a filter releasing a block) took no time
+        # each: time per token is 0, tokens per second undefined and so not observed.
+        window = max(last - first, 0.0)
+        self._child(self.tpot, d, c).observe(window / (tokens - 1))
+        if window > 0:
             self._child(self.tps, d, c).observe(tokens / window)
 
     # ------------------------------------------------------------------------------- routing

@@ -15,6 +15,7 @@ import aiohttp
 from yarl import URL
 
 from proxy.config import ClientConfig
+from proxy.relay.operation import OPERATIONS
 from proxy.telemetry.metrics import FAILOVER_REASONS, FINISH_REASONS, TOKEN_TYPES
 from proxy.vocabulary import ERROR_TYPES, FILTER_CATEGORIES, INCOMPLETE, OTHER
 from tests.conftest import DEPLOYMENTS, Running
@@ -57,6 +58,7 @@ def allowed_values(label: str) -> set[str] | None:
         "deployment": {*DEPLOYMENTS, "other"},
         "client": {"app", "unknown"},
         "stream": {"true", "false"},
+        "operation": set(OPERATIONS),
         # upstream_requests_total: an attempt without an answer is labelled by its error type.
         "status_code": {str(s) for s in range(100, 600)} | {"other", *ERROR_TYPES},
         "finish_reason": {*FINISH_REASONS, INCOMPLETE, "other"},

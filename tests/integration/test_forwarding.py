@@ -85,7 +85,7 @@ async def test_v1_path_form_through_the_proxy(proxy: Running) -> None:
                    if c.finish_reason]
     assert reasons == ["stop"]
     assert proxy.sample("aoai_proxy_requests_total", deployment="gpt-4o-mini", client="unknown",
-                        stream="true", status_code="200") == 1
+                        operation="chat_completions", stream="true", status_code="200") == 1
 
 
 def recorded_upstream(body: bytes, pieces: list[int]) -> web.Application:
@@ -189,7 +189,8 @@ async def test_non_chat_paths_and_error_statuses_pass_through_unchanged(
     # One each on this proxy's fresh registry: the unknown deployment's 404 and the 500.
     for deployment, status in (("other", "404"), ("gpt-4o", "500")):
         assert proxy.sample("aoai_proxy_requests_total", deployment=deployment,
-                            client="unknown", stream="false", status_code=status) == 1
+                            client="unknown",
+                            operation="chat_completions", stream="false", status_code=status) == 1
 
 
 async def test_embeddings_via_openai_client(simulator: Running, proxy: Running) -> None:

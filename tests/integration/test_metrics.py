@@ -52,11 +52,13 @@ def series(name: str, **labels: str) -> Series:
     return (name, frozenset(labels.items()))
 
 
-def request_series(status: int, stream: bool = True, **dc: str) -> dict[Series, float]:
+def request_series(status: int, stream: bool = True, operation: str = "chat_completions",
+                   **dc: str) -> dict[Series, float]:
     labels = dc or DC
     s = "true" if stream else "false"
     return {
-        series("aoai_proxy_requests_total", **labels, stream=s, status_code=str(status)): 1,
+        series("aoai_proxy_requests_total", **labels, operation=operation, stream=s,
+               status_code=str(status)): 1,
         series("aoai_proxy_request_duration_seconds_count", **labels, stream=s): 1,
         series("aoai_proxy_time_to_first_byte_seconds_count", **labels, stream=s): 1,
         **attempt_series(str(status), labels["deployment"]),
@@ -278,7 +280,8 @@ async def test_configured_client_is_named_and_others_are_unknown(
             assert response.status == 200
     for client in ("app-a", "unknown"):
         assert proxy.sample("aoai_proxy_requests_total", deployment="gpt-4o", client=client,
-                            stream="false", status_code="200") == 1
+                            operation="chat_completions", stream="false",
+                            status_code="200") == 1
     text = str(await scrape(http, proxy))
     assert "app-a-key" not in text and digest not in text
 

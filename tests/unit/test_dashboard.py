@@ -25,7 +25,7 @@ DS = "${datasource}"
 # Labels of every metric, from the metrics contract. test_contract_matches_registry keeps this
 # table honest against the real registry.
 CONTRACT_LABELS: dict[str, set[str]] = {
-    "aoai_proxy_requests_total": {"deployment", "client", "stream", "status_code"},
+    "aoai_proxy_requests_total": {"deployment", "client", "operation", "stream", "status_code"},
     "aoai_proxy_request_duration_seconds": {"deployment", "client", "stream"},
     "aoai_proxy_time_to_first_byte_seconds": {"deployment", "client", "stream"},
     "aoai_proxy_time_to_first_token_seconds": {"deployment", "client"},
@@ -309,6 +309,18 @@ def test_latency_quantiles_and_streaming_head_start(dashboard: dict[str, Any]) -
     assert head_start
     for panel in head_start:
         assert all("by (deployment, le)" in t["expr"] for t in panel["targets"])
+
+
+def test_traffic_by_operation(dashboard: dict[str, Any]) -> None:
+    by_operation = [
+        (title, expr) for title, expr in all_exprs(dashboard)
+        if "aoai_proxy_requests_total" in expr and "by (operation)" in expr
+    ]
+    assert by_operation
+    # Every other query over requests sums the operation label away.
+    for title, expr in all_exprs(dashboard):
+        for group in _BY.findall(expr):
+            assert "operation" not in group or (title, expr) in by_operation, title
 
 
 def test_json_matches_its_generator() -> None:

@@ -1,4 +1,5 @@
-"""StreamObserver and observe_json over recorded Azure streams and bodies."""
+"""StreamObserver and observe_json over recorded Azure chat-completion streams and bodies
+(the Responses API's are tests/unit/test_responses_observer.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from proxy.observe.observer import StreamObserver, observe_json
 from proxy.observe.semantics import Observation, Usage, content_filter_events
 
 STREAM_DIR = Path(__file__).parent.parent / "data" / "streams"
-STREAMS = sorted(STREAM_DIR.glob("*.sse"))
+STREAMS = sorted(p for p in STREAM_DIR.glob("*.sse") if not p.name.startswith("responses-"))
 
 
 def stream(name: str) -> bytes:
@@ -751,24 +752,10 @@ def test_observe_embeddings_usage() -> None:
     assert observe_json(body).usage == Usage(prompt_tokens=8)
 
 
-def test_observe_responses_api_usage() -> None:
-    usage = {
-        "input_tokens": 36,
-        "input_tokens_details": {"cached_tokens": 12},
-        "output_tokens": 87,
-        "output_tokens_details": {"reasoning_tokens": 64},
-        "total_tokens": 123,
-    }
-    expected = Usage(prompt_tokens=36, completion_tokens=87, cached_tokens=12, reasoning_tokens=64)
-    body = json.dumps({"object": "response", "status": "completed", "usage": usage})
-    assert observe_json(body.encode()).usage == expected
-    completed = {"type": "response.completed", "response": {"usage": usage}}
-    deltas = [{"type": "response.output_text.delta", "delta": d} for d in ("Hi", "", "!")]
-    events = [json.dumps(e).encode() for e in [*deltas, completed]]
-    obs = observe(b"event: x\n" + piece for piece in frame(events))
-    assert (obs.usage, obs.output_deltas) == (expected, 2)
-    obs = observe(frame([b'{"type":"error","code":"server_error","message":"x"}']))
-    assert obs.error_code == "server_error"
+def test_chat_semantics_do_not_read_responses_usage() -> None:
+    # A stored Response fetched on an `other` path must not count its tokens a second time.
+    body = b'{"object":"response","usage":{"input_tokens":36,"output_tokens":87}}'
+    assert observe_json(body).usage == Usage()
 
 
 def test_usage_details_may_be_missing_or_null() -> None:
