@@ -12,13 +12,8 @@ tests and the end-to-end check can read them without knowing Grafana's layout ru
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
-
-OUTPUT = Path(__file__).resolve().parent / "dashboards" / "aoai-stream-proxy.json"
 
 UID = "aoai-stream-proxy"
 JOB = "aoai-stream-proxy"
@@ -913,22 +908,3 @@ def dashboard() -> dict[str, Any]:
 
 def render() -> str:
     return json.dumps(dashboard(), indent=2, ensure_ascii=False) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="exit 1 if the JSON is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != text:
-            print(f"{OUTPUT} is out of date: run python {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
