@@ -1,0 +1,1 @@
+"""One module per group of dashboard rows, each adding its panels to a Layout in order."""
