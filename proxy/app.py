@@ -18,7 +18,8 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from proxy.config import Config, UpstreamConfig
 from proxy.relay import cors
 from proxy.relay.errors import azure_error
-from proxy.relay.handler import STATE, ProxyState, handle
+from proxy.relay.handler import handle
+from proxy.relay.state import STATE, ProxyState
 from proxy.relay.usage import RejectionMemory
 from proxy.relay.watchdog import Watchdog, tick_for
 from proxy.routing.router import Router, mixed_credentials

@@ -13,6 +13,14 @@ _PREFIX = "/openai/deployments/"
 _SPACE = b" \t\r\n"
 
 
+def deployment_in_path(path: str) -> str | None:
+    """`/openai/deployments/{name}/...` -> name; other forms carry it in the body's `model`."""
+    parts = path.split("/", 4)
+    if len(parts) >= 4 and parts[1] == "openai" and parts[2] == "deployments" and parts[3]:
+        return parts[3]
+    return None
+
+
 def path_with_deployment(raw_path_qs: str, deployment: str) -> str:
     """`raw_path_qs` with its deployment segment replaced (names need no escaping: config
     accepts only letters, digits and `._-`)."""

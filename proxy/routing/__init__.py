@@ -2,5 +2,5 @@
 
 `router` is the decision (candidates by priority, weighted choice, cooldowns) and knows no
 HTTP; `settings` reads the config keys it is driven by. The attempt loop that asks it lives in
-`proxy.relay.handler`.
+`proxy.relay.attempts`.
 """

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from proxy.app import create_app
 from proxy.config import Config, UpstreamConfig
-from proxy.relay.handler import STATE, ProxyState
+from proxy.relay.state import STATE, ProxyState
 
 CONFIG = Config(upstreams=(UpstreamConfig(name="primary", endpoint="http://127.0.0.1:9",
                                           deployments=("gpt-4o",)),), access_log=False)
