@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from proxy.observe import observer
+from proxy.observe import semantics
 from tests.conftest import Running, chat_path
 from tests.integration.test_forwarding import MESSAGES, recorded_upstream
 
@@ -44,7 +44,7 @@ async def test_a_raising_observer_leaves_the_response_intact_logs_once_counts_on
     def broken(*args: Any) -> int:
         raise RuntimeError("observer bug")
 
-    monkeypatch.setattr(observer, "apply_object", broken)
+    monkeypatch.setattr(semantics.ChatSemantics, "apply", broken)
     caplog.set_level(logging.ERROR, logger="aoai_stream_proxy")
     expected = STREAM.read_bytes() if stream else BODY
     app = recorded_upstream(expected, [1, 7, 100, 3, 4096]) if stream else json_upstream()
@@ -57,6 +57,7 @@ async def test_a_raising_observer_leaves_the_response_intact_logs_once_counts_on
     assert proxy.registry is not None
     assert proxy.registry.get_sample_value(
         "aoai_proxy_requests_total", {"deployment": "gpt-4o", "client": "unknown",
+                                      "operation": "chat_completions",
                                       "stream": str(stream).lower(), "status_code": "200"}) == 1
     assert parse_errors(proxy) == 1
     failures = [r for r in caplog.records if r.name == "aoai_stream_proxy"

@@ -27,6 +27,7 @@ PREVIEW = f"/openai/responses?api-version={API_VERSION}"
 INPUT = "Tell me about streams, please."
 PROMPT_TOKENS = len(INPUT) // 4 + 7  # the simulator's stand-in tokenizer
 DC = {"deployment": "gpt-4o", "client": "unknown"}
+UPSTREAM = {"deployment": "gpt-4o", "upstream": "primary"}
 STREAMS = Path(__file__).parents[1] / "data" / "streams"
 GAP = "token_delay_ms=2; "  # tokens with time between them: time per token and tokens/s exist
 
@@ -165,6 +166,9 @@ def requests(status: int, stream: bool) -> dict[Series, float]:
                status_code=str(status)): 1,
         series("aoai_proxy_request_duration_seconds_count", **DC, stream=s): 1,
         series("aoai_proxy_time_to_first_byte_seconds_count", **DC, stream=s): 1,
+        # The one upstream attempt (single upstream `primary`: no failover).
+        series("aoai_proxy_upstream_requests_total", **UPSTREAM, status_code=str(status)): 1,
+        series("aoai_proxy_upstream_request_duration_seconds_count", **UPSTREAM): 1,
     }
 
 
@@ -180,7 +184,9 @@ def timing(output: int) -> dict[Series, float]:
     names = ["time_to_first_token_seconds"] if output else []
     if output > 1:
         names += ["time_per_output_token_seconds", "output_tokens_per_second"]
-    return {series(f"aoai_proxy_{name}_count", **DC): 1 for name in names}
+    first = {series("aoai_proxy_upstream_time_to_first_token_seconds_count", **UPSTREAM): 1}
+    return {**(first if output else {}),
+            **{series(f"aoai_proxy_{name}_count", **DC): 1 for name in names}}
 
 
 def finish(reason: str) -> dict[Series, float]:

@@ -110,6 +110,6 @@ async def test_a_stream_cut_by_the_drain_timeout_is_not_a_client_disconnect(
     await asyncio.wait_for(running.task, 30)
     labels = {"deployment": "gpt-4o", "client": "unknown"}
     assert running.sample("aoai_proxy_requests_total", stream="true", status_code="200",
-                          **labels) == 1
+                          operation="chat_completions", **labels) == 1
     assert running.sample("aoai_proxy_client_disconnects_total", **labels) == 0, (
         "a request the proxy cut at its drain timeout was counted as a client disconnect")
