@@ -60,6 +60,15 @@ async def readyz(port: int) -> int | None:
     return client.response.status
 
 
+async def eventually_not_ready(port: int, timeout: float) -> int | None:
+    """/readyz's status once it says 503, or its last answer at `timeout`: the signal is
+    handled by the proxy's loop, which may not have run yet when the test asks first."""
+    deadline = now() + timeout
+    while (status := await readyz(port)) != 503 and now() < deadline:
+        await asyncio.sleep(0.02)
+    return status
+
+
 async def eventually_refused(port: int, timeout: float) -> bool:
     deadline = now() + timeout
     while not await refused(port):
@@ -92,7 +101,8 @@ async def test_sigterm_drains_an_in_flight_stream_then_exits_0(
 
     signalled = now()  # before the signal: the proxy's clocks start after this
     process.send_signal(signal.SIGTERM)
-    assert await readyz(health_port) == 503, "readyz must turn 503 during the grace period"
+    assert await eventually_not_ready(health_port, grace / 2) == 503, (
+        "readyz must turn 503 during the grace period")
     received = len(stream.response.body)
     await stream.read_until(lambda r: False, timeout=grace * 0.6)
     assert len(stream.response.body) > received, "the stream stopped during the grace period"
@@ -139,7 +149,7 @@ async def test_a_second_signal_skips_the_grace(
     simulator = await start_simulator()
     process = await start(spawn_proxy, simulator, grace=30.0, drain=2.0)
     process.send_signal(signal.SIGTERM)
-    assert await readyz(process.port) == 503
+    assert await eventually_not_ready(process.port, 10) == 503
     process.send_signal(signal.SIGTERM)
     signalled = now()
     code = await process.wait_exit(2 + 2 * SLACK)
