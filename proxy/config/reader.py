@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from proxy.config.validate import kind
+from proxy.scalars import kind
 
 T = TypeVar("T")
 

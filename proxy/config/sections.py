@@ -19,7 +19,6 @@ from proxy.config.model import (
 )
 from proxy.config.reader import Reader
 from proxy.config.validate import (
-    kind,
     to_header_name,
     to_max_age,
     to_name,
@@ -27,12 +26,12 @@ from proxy.config.validate import (
     to_optional_text,
     to_origin,
     to_port,
-    to_positive_int,
     to_route,
     to_seconds,
     to_sha256,
     to_text,
 )
+from proxy.scalars import kind, to_positive_int
 
 
 def listen(reader: Reader, raw: Any, key: str = "listen") -> ListenConfig:

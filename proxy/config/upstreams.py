@@ -10,8 +10,9 @@ from typing import Any
 
 from proxy.config.model import SIMULATOR_ENDPOINT, UpstreamConfig
 from proxy.config.reader import Reader
-from proxy.config.validate import kind, to_endpoint, to_name, to_optional_text
+from proxy.config.validate import to_endpoint, to_name, to_optional_text
 from proxy.routing import settings as routing
+from proxy.scalars import kind
 
 
 def upstreams(reader: Reader, raw: Any) -> tuple[UpstreamConfig, ...]:

@@ -1,4 +1,5 @@
-"""Converters for single config values: each returns the value in its typed form or raises
+"""Converters for single config values (the numeric ones shared with routing are in
+`proxy.scalars`): each returns the value in its typed form or raises
 `TypeError` / `ValueError` with the message the user sees after the file and key."""
 
 from __future__ import annotations
@@ -8,17 +9,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.config.model import SIMULATOR_ENDPOINT
+from proxy.scalars import kind, to_float, to_int
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-def kind(value: object) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
 def to_text(value: Any) -> str:
@@ -46,15 +41,6 @@ def to_bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def to_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"expected a whole number, got {kind(value)}")
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {value!r}") from None
-
-
 def to_port(value: Any) -> int:
     port = to_int(value)
     if not 0 <= port <= 65535:
@@ -62,20 +48,8 @@ def to_port(value: Any) -> int:
     return port
 
 
-def to_positive_int(value: Any) -> int:
-    number = to_int(value)
-    if number <= 0:
-        raise ValueError(f"expected a positive number, got {number}")
-    return number
-
-
 def to_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"expected a number of seconds, got {kind(value)}")
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    seconds = to_float(value, "a number of seconds")
     if not seconds > 0:
         raise ValueError(f"expected a positive number of seconds, got {value!r}")
     return seconds

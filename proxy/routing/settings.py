@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from proxy.scalars import kind, to_float, to_int, to_positive_int
+
 T = TypeVar("T")
 
 FAILOVER_STATUSES = (429, 500, 502, 503, 504)
@@ -64,7 +66,7 @@ def deployments(reader: Reader, key: str, raw: Any, to_name: Callable[[Any], str
     An item is a name, or `{name, deployment}` when this resource calls it differently.
     """
     if not isinstance(raw, list):
-        reader.problem(key, f"expected a list of names, got {_kind(raw)}")
+        reader.problem(key, f"expected a list of names, got {kind(raw)}")
         return (), ()
     names: list[str] = []
     aliases: list[tuple[str, str]] = []
@@ -148,78 +150,48 @@ def failover(reader: Reader, raw: Any) -> FailoverConfig:
 
 def _statuses(reader: Reader, raw: Any) -> tuple[int, ...] | None:
     if not isinstance(raw, list):
-        reader.problem("failover.on_status", f"expected a list of status codes, got {_kind(raw)}")
+        reader.problem("failover.on_status", f"expected a list of status codes, got {kind(raw)}")
         return None
     found = [reader.scalar(f"failover.on_status[{i}]", item, _to_failover_status)
              for i, item in enumerate(raw)]
     return tuple(dict.fromkeys(s for s in found if s is not None))
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
-
-
-def _whole(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"expected a whole number, got {value!r}")
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {value!r}") from None
-
-
 def _to_priority(value: Any) -> int:
-    number = _whole(value)
+    number = to_int(value)
     if number < 0:
         raise ValueError(f"expected a whole number >= 0 (0 is tried first), got {number}")
     return number
 
 
 def _to_weight(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"expected a number > 0, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"expected a number > 0, got {value!r}") from None
+    number = to_float(value, "a number > 0")
     if not 0 < number < float("inf"):
         raise ValueError(f"expected a number > 0, got {value!r}")
     return number
 
 
 def _to_attempts(value: Any) -> int:
-    number = _whole(value)
+    number = to_int(value)
     if not 1 <= number <= 10:
         raise ValueError(f"expected 1 to 10 attempts, got {number}")
     return number
 
 
 def _to_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"expected a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    # Unlike a timeout, a cooldown may be 0 (no cooldown), but not endless.
+    seconds = to_float(value, "a number of seconds")
     if not 0 <= seconds < float("inf"):
         raise ValueError(f"expected a number of seconds >= 0, got {value!r}")
     return seconds
 
 
 def _to_failover_status(value: Any) -> int:
-    number = _whole(value)
+    number = to_int(value)
     if not 400 <= number <= 599:
         raise ValueError(f"expected a 4xx or 5xx status code, got {number}")
     return number
 
 
 def _to_optional_positive(value: Any) -> int | None:
-    if value is None:
-        return None
-    number = _whole(value)
-    if number <= 0:
-        raise ValueError(f"expected a positive number, got {number}")
-    return number
+    return None if value is None else to_positive_int(value)

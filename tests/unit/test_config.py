@@ -263,3 +263,10 @@ def test_simulator_capacity_from_config() -> None:
                           "tpm: 1000}\n", {})
     capacity = config.upstreams[0].simulator
     assert capacity is not None and (capacity.rpm, capacity.tpm) == (60, 1000)
+
+
+def test_a_whole_number_key_quotes_a_fraction_and_names_a_list() -> None:
+    found = problems("listen:\n  port: 80.5\n" + MINIMAL
+                     + "failover:\n  max_attempts: [2]\n")
+    assert "proxy.yaml: listen.port: expected a whole number, got 80.5" in found
+    assert "proxy.yaml: failover.max_attempts: expected a whole number, got a list" in found
