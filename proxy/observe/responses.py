@@ -32,9 +32,9 @@ from proxy.observe.semantics import (
     PROMPT,
     Observation,
     Stage,
-    Usage,
     add_categories,
     flagged,
+    read_usage,
 )
 
 __all__ = ["OUTPUT_DELTAS", "RESPONSES", "ResponsesSemantics", "apply_responses_object"]
@@ -80,7 +80,7 @@ def apply_responses_object(obs: Observation, obj: dict[str, Any]) -> int:
 
 def _apply_response(obs: Observation, response: dict[str, Any]) -> None:
     obs.choices_seen.add(_CHOICE)
-    usage = _usage(response.get("usage"))
+    usage = read_usage(response.get("usage"), "input", "output")
     if usage is not None:
         obs.usage = usage
     error = response.get("error")
@@ -149,28 +149,6 @@ def _record_filters(obs: Observation, filters: Any, default_stage: Stage) -> Non
             add_categories(obs, stage, categories)
             if stage == COMPLETION:
                 obs.choice_filter_categories.setdefault(_CHOICE, set()).update(categories)
-
-
-def _usage(raw: Any) -> Usage | None:
-    """`{input_tokens, input_tokens_details: {cached_tokens}, output_tokens,
-    output_tokens_details: {reasoning_tokens}, ...}`; the details may be missing or null."""
-    if not isinstance(raw, dict):
-        return None  # null until the terminal event
-    return Usage(
-        prompt_tokens=_count(raw.get("input_tokens")),
-        completion_tokens=_count(raw.get("output_tokens")),
-        cached_tokens=_detail(raw, "input_tokens_details", "cached_tokens"),
-        reasoning_tokens=_detail(raw, "output_tokens_details", "reasoning_tokens"),
-    )
-
-
-def _detail(raw: dict[str, Any], details: str, key: str) -> int:
-    inner = raw.get(details)
-    return _count(inner.get(key)) if isinstance(inner, dict) else 0
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 class ResponsesSemantics:

@@ -123,7 +123,7 @@ def apply_object(obs: Observation, obj: dict[str, Any]) -> int:
                 if isinstance(entry, dict):
                     add_categories(obs, PROMPT, _flagged_entry(entry))
     raw_usage = obj.get("usage")
-    usage = _usage(raw_usage) if raw_usage is not None else None
+    usage = read_usage(raw_usage, "prompt", "completion") if raw_usage is not None else None
     if usage is not None:
         obs.usage = usage
     outputs = 0
@@ -225,20 +225,22 @@ def add_categories(obs: Observation, stage: Stage, categories: set[str]) -> None
         obs.filter_categories.setdefault(stage, set()).update(categories)
 
 
-def _usage(raw: Any) -> Usage | None:
-    """Chat/embeddings usage."""
+def read_usage(raw: Any, prompt: str, completion: str) -> Usage | None:
+    """`{P_tokens, P_tokens_details: {cached_tokens}, C_tokens, C_tokens_details:
+    {reasoning_tokens}}` with P, C = `prompt`, `completion` (chat, embeddings) or `input`,
+    `output` (Responses API); the details may be missing or null (older api-versions)."""
     if not isinstance(raw, dict):
-        return None  # absent, or "usage": null on every chunk but the last
+        return None  # absent, or null on every chunk / event but the last
     return Usage(
-        prompt_tokens=_count(raw.get("prompt_tokens")),
-        completion_tokens=_count(raw.get("completion_tokens")),
-        cached_tokens=_detail(raw, "prompt_tokens_details", "cached_tokens"),
-        reasoning_tokens=_detail(raw, "completion_tokens_details", "reasoning_tokens"),
+        prompt_tokens=_count(raw.get(f"{prompt}_tokens")),
+        completion_tokens=_count(raw.get(f"{completion}_tokens")),
+        cached_tokens=_detail(raw, f"{prompt}_tokens_details", "cached_tokens"),
+        reasoning_tokens=_detail(raw, f"{completion}_tokens_details", "reasoning_tokens"),
     )
 
 
 def _detail(raw: dict[str, Any], details: str, key: str) -> int:
-    inner = raw.get(details)  # missing or null on older api-versions
+    inner = raw.get(details)
     return _count(inner.get(key)) if isinstance(inner, dict) else 0
 
 
