@@ -88,10 +88,14 @@ async def test_v1_path_form_through_the_proxy(proxy: Running) -> None:
                         operation="chat_completions", stream="true", status_code="200") == 1
 
 
-def recorded_upstream(body: bytes, pieces: list[int]) -> web.Application:
-    """An upstream that answers every request with exactly `body`, written in given sizes."""
+def recorded_upstream(body: bytes, pieces: list[int],
+                      received: list[bytes] | None = None) -> web.Application:
+    """An upstream that answers every request with exactly `body`, written in given sizes;
+    keeps the request bodies in `received` when given one."""
     async def handler(request: web.Request) -> web.StreamResponse:
-        await request.read()
+        request_body = await request.read()
+        if received is not None:
+            received.append(request_body)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                                "apim-request-id": "fixed"})
         await response.prepare(request)

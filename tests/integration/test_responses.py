@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import Running
+from tests.integration.test_forwarding import recorded_upstream
 from tests.integration.test_metrics import Series, changes, scrape, series
 
 API_VERSION = "2025-04-01-preview"
@@ -85,28 +86,6 @@ async def test_openai_client_raises_on_the_filter_kill_as_it_does_directly(
     assert messages[0] == messages[1]
 
 
-def replaying_upstream(body: bytes, received: list[bytes]) -> web.Application:
-    """Answers every request with `body` in pieces of 1, 7, 100, 3, 4096, ... bytes; keeps the
-    request bodies it received."""
-    sizes = [1, 7, 100, 3, 4096]
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        received.append(await request.read())
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        offset = 0
-        for size in sizes + [len(body)]:
-            await response.write(body[offset : offset + size])
-            offset += size
-            await asyncio.sleep(0)
-        await response.write_eof()
-        return response
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
-
-
 def recorded_streams() -> list[str]:
     return sorted(p.name for p in STREAMS.glob("responses-*.sse"))
 
@@ -120,7 +99,7 @@ async def test_raw_bytes_are_identical(
     stream, whatever it holds (its terminal events carry `"usage":{...}`)."""
     body = (STREAMS / name).read_bytes()
     received: list[bytes] = []
-    upstream = await start_server(replaying_upstream(body, received))
+    upstream = await start_server(recorded_upstream(body, [1, 7, 100, 3, 4096], received))
     proxy = await start_proxy(upstream.url)
     request = b'{"model": "gpt-4o", "input": "x", "stream": true}'
     for url in (upstream.url, proxy.url):
