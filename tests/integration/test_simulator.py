@@ -9,7 +9,7 @@ import math
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -17,9 +17,9 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from openai.types.chat import ChatCompletionMessageParam
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpClient
 
 from proxy.simulator import (
     SIM_STATS,
@@ -30,6 +30,7 @@ from proxy.simulator import (
     serve_simulator,
 )
 from proxy.simulator.streams import _write_events
+from tests.integration.conftest import KEY, Client, until
 
 API_VERSION = "2024-10-21"
 CHAT = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
@@ -41,9 +42,6 @@ FIRST_WORDS = ["Hello", " from", " the", " simulated", " Azure", " OpenAI"]
 SEVERITY = {"hate", "self_harm", "sexual", "violence"}
 SAFE = {"filtered": False, "severity": "safe"}
 OBFUSCATION = re.compile(r"[A-Za-z0-9]{0,16}")
-KEY = "key-1"
-
-Client = TestClient[web.Request, web.Application]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,18 +98,6 @@ def is_annotation(chunk: dict[str, Any]) -> bool:
     return chunk["id"] == "" and bool(chunk["choices"]) and "delta" not in chunk["choices"][0]
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a state change the test cannot await directly (bounded)."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
-@pytest.fixture
-async def sim(aiohttp_client: AiohttpClient) -> Client:
-    return await aiohttp_client(create_simulator_app(SimulatorConfig(tokens=6)))
-
-
 def stats_of(client: Client) -> SimulatorStats:
     return client.app[SIM_STATS]
 
@@ -125,12 +111,6 @@ async def azure_client(server: TestServer) -> AsyncIterator[openai.AsyncAzureOpe
         max_retries=0,
     ) as client:
         yield client
-
-
-@pytest.fixture
-async def server(aiohttp_server: AiohttpServer) -> TestServer:
-    config = SimulatorConfig(tokens=6, api_keys=(KEY,))
-    return await aiohttp_server(create_simulator_app(config))
 
 
 # ---------------------------------------------------------------------------------------------

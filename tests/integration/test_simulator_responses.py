@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from openai.types.responses import ResponseFailedEvent, ResponseIncompleteEvent
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpClient
 
 from proxy.simulator import SIM_STATS, EventGate, SimulatorConfig, create_simulator_app
 from proxy.simulator.options import parse_options
@@ -22,11 +21,11 @@ from proxy.simulator.resource import Resource
 from proxy.simulator.responses_plan import ResponsesRequest, plan_reply
 from proxy.simulator.responses_stream import response_events
 from proxy.simulator.streams import DROP
+from tests.integration.conftest import KEY, Client, until
 
 API_VERSION = "2025-04-01-preview"
 V1 = "/openai/v1/responses"
 PREVIEW = f"/openai/responses?api-version={API_VERSION}"
-KEY = "key-1"
 TEXT = "Hello from the simulated Azure OpenAI"  # the first six words, deterministic
 OPENING = ["response.created", "response.in_progress"]
 MESSAGE_OPEN = ["response.output_item.added", "response.content_part.added"]
@@ -35,8 +34,6 @@ MESSAGE_CLOSE = [
     "response.content_part.done",
     "response.output_item.done",
 ]
-
-Client = TestClient[web.Request, web.Application]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,23 +83,6 @@ async def post(client: Client, control: str = "", path: str = V1, **body: Any) -
     request = {"model": "gpt-4o", "input": "hi"} | body
     async with client.post(path, json=request, headers=headers) as response:
         return response.status, await response.json()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a state change the test cannot await directly (bounded)."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
-@pytest.fixture
-async def sim(aiohttp_client: AiohttpClient) -> Client:
-    return await aiohttp_client(create_simulator_app(SimulatorConfig(tokens=6)))
-
-
-@pytest.fixture
-async def server(aiohttp_server: AiohttpServer) -> TestServer:
-    return await aiohttp_server(create_simulator_app(SimulatorConfig(tokens=6, api_keys=(KEY,))))
 
 
 @asynccontextmanager
