@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,18 @@ from proxy.config import Config, UpstreamConfig
 from proxy.runtime.server import start
 from proxy.simulator import EventGate, SimulatorConfig, create_simulator_app
 from tests.faults.faultkit import ProxyProcess, free_port
+
+
+def require_binary(name: str, install: str) -> str:
+    """The path of `name`; under CI (the CI variable set) a missing binary fails the test,
+    elsewhere it skips it. `install` says how to get it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found ({install})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 # Property tests: locally each run draws new random examples but replays failures saved in
 # .hypothesis/; Hypothesis' built-in "ci" profile (loaded when CI is set) fixes the examples so a

@@ -15,13 +15,13 @@ import pytest
 import yaml
 
 from proxy.config import Config, load_config
+from tests.conftest import require_binary
 from tests.deploy.k8s import (
     DEPLOY,
     Obj,
     for_test,
     kustomizations,
     render,
-    require_binary,
     serve_args,
     shipped_config,
 )

@@ -8,13 +8,10 @@ mounted ConfigMap to the config file the container's `--config` names.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,17 +24,6 @@ CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject"}
 """Kinds of the Prometheus Operator and KEDA: no bundled schema, checked field by field."""
 
 Obj = dict[str, Any]
-
-
-def require_binary(name: str, install: str) -> str:
-    """The path of `name`; under CI (the CI variable set) a missing binary fails the test."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found ({install})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def kustomizations() -> list[Path]:

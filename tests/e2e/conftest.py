@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -23,7 +21,7 @@ import pytest
 import yaml
 
 from proxy.config import FailoverConfig, UpstreamConfig
-from tests.conftest import DEPLOYMENTS, Running, chat_path
+from tests.conftest import DEPLOYMENTS, Running, chat_path, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "prometheus" / "alerts.yml"
@@ -34,25 +32,14 @@ MESSAGES = [{"role": "user", "content": "Tell me about streams."}]
 GAP = "token_delay_ms=2"
 
 
-def require_binary(name: str) -> str:
-    """The path of `name`; fail under CI, skip elsewhere, when it is not installed."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found (Debian: apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture
 def prometheus_bin() -> str:
-    return require_binary("prometheus")
+    return require_binary("prometheus", "Debian: apt-get install prometheus")
 
 
 @pytest.fixture
 def promtool_bin() -> str:
-    return require_binary("promtool")
+    return require_binary("promtool", "Debian: apt-get install prometheus")
 
 
 def shipped_job_name() -> str:

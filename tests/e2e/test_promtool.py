@@ -7,9 +7,7 @@ CI environment variable is set and are skipped otherwise.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from proxy.telemetry.metrics import Metrics
+from tests.conftest import require_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -32,13 +31,7 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "aoai-stream-proxy.json"
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not found (apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_binary("promtool", "Debian: apt-get install prometheus")
 
 
 def run(promtool: str, *args: str, cwd: Path = ROOT) -> str:
