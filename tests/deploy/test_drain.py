@@ -30,6 +30,7 @@ from tests.faults.faultkit import (
     RawClient,
     now,
     raw_exchange,
+    refused,
     request_bytes,
 )
 
@@ -44,15 +45,6 @@ async def status(port: int, path: str) -> int | None:
     except OSError:
         return None
     return client.response.status
-
-
-async def refused(port: int) -> bool:
-    try:
-        client = await RawClient.connect(port)
-    except ConnectionRefusedError:
-        return True
-    await client.aclose()
-    return False
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:

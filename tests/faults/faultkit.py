@@ -621,6 +621,16 @@ async def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0) -> RawC
     return client
 
 
+async def refused(port: int) -> bool:
+    """Whether a new connection to `port` is refused (a draining proxy has stopped listening)."""
+    try:
+        client = await RawClient.connect(port)
+    except ConnectionRefusedError:
+        return True
+    await client.aclose()
+    return False
+
+
 # ---------------------------------------------------------------------------------------------
 # Probes
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tests.faults.faultkit import (
     free_port,
     now,
     raw_exchange,
+    refused,
     request_bytes,
     yaml_config,
 )
@@ -76,15 +77,6 @@ async def eventually_refused(port: int, timeout: float) -> bool:
             return False
         await asyncio.sleep(0.02)
     return True
-
-
-async def refused(port: int) -> bool:
-    try:
-        client = await RawClient.connect(port)
-    except ConnectionRefusedError:
-        return True
-    await client.aclose()
-    return False
 
 
 @pytest.mark.parametrize("with_admin", [False, True], ids=["same-port", "admin-port"])
