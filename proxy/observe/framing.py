@@ -75,6 +75,11 @@ class Framer:
         self._skip_open = False  # ... in the middle of one of its lines
 
     @property
+    def max_event_bytes(self) -> int:
+        """The size limit of an event."""
+        return self._max
+
+    @property
     def idle(self) -> bool:
         """Nothing held and no pending state: the next byte starts a line between events."""
         return not (self._held or self._fresh or self._cr or self._skipping)

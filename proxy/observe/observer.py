@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Callable
 from typing import Final
 
-from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer
+from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer, Span
 from proxy.observe.reading import EventTemplate, Semantics
 from proxy.observe.semantics import CHAT, Observation
 from proxy.observe.sse import parse_event
@@ -55,13 +55,19 @@ class StreamObserver:
         self._semantics = semantics
         self._span: Callable[[bytes, int, int], int] = (
             self._named_span if semantics.named_events else self._data_span)
+        self._walk: Callable[[bytes], int] = (
+            self._walk_named if semantics.named_events else self._walk_data)
+        self._spans: Callable[[bytes, list[Span]], int] = (
+            self._named_spans if semantics.named_events else self._data_spans)
         self._clock = clock
         self._framer = Framer(max_event_bytes, named=semantics.named_events)
         self._single = self._framer.single  # bound once: called for every piece
+        self._limit = max_event_bytes
         self._fast_path = fast_path
         self._templates: list[EventTemplate] = []
         self._full_parses = 0
         self._learn_attempts = 0
+        self._hits = 0  # the deltas of the last walk's template hits
 
     def feed(self, data: bytes) -> None:
         """Take one piece of the response. A malformed event is counted, never raised; an
@@ -71,12 +77,20 @@ class StreamObserver:
         if end >= 0:
             outputs = self._span(data, 0, end)
         else:
-            frames = self._framer.feed(data)
             outputs = 0
-            buf = frames.data
-            for start, body_end, _ in frames.spans:
-                outputs += self._span(buf, start, body_end)
-            obs.oversized_events = self._framer.oversized
+            framer = self._framer
+            if self._templates and framer.idle:
+                # Whole template hits from the piece's start, framed by the templates' own
+                # matches; the framer, idle, takes the rest as it would have after them.
+                pos = self._walk(data)
+                if pos:
+                    outputs = self._hits
+                    data = data[pos:]
+            if data:
+                frames = framer.feed(data)
+                if frames.spans:
+                    outputs += self._spans(frames.data, frames.spans)
+                obs.oversized_events = framer.oversized
         if outputs:
             now = self._clock()
             if obs.first_token_at is None:
@@ -87,6 +101,123 @@ class StreamObserver:
         """End of stream: an unterminated last event is dropped (as clients do)."""
         self._framer.reset()
         return self.observation
+
+    def _walk_data(self, data: bytes) -> int:
+        """How far the piece is, from its start, one-line `data: ` events each matching a
+        template and ended by "\\n\\n"; their deltas are counted (and left in `_hits`).
+        A template's line match proves its event has no "\\r" or "\\n", so each of these
+        events is exactly what the framer would find there."""
+        templates = self._templates
+        find = data.find
+        n = len(data)
+        limit = self._limit
+        pos = hits = deltas = 0
+        while True:
+            end = find(b"\n", pos)
+            if (end < 0 or end + 1 >= n or data[end + 1] != 0x0A or end - pos > limit
+                    or not data.startswith(b"data: ", pos)):
+                break
+            for template in templates:
+                m = template.line(data, pos + 6, end)
+                if m is not None and m.groups() == template.fixed:
+                    hits += 1
+                    deltas += template.deltas
+                    break
+            else:
+                break
+            pos = end + 2
+        if hits:
+            obs = self.observation
+            obs.events += hits
+            obs.output_deltas += deltas
+        self._hits = deltas
+        return pos
+
+    def _walk_named(self, data: bytes) -> int:
+        """`_walk_data` for named events: an `event:` line and one `data:` line each, matched
+        whole by a template (which proves there is no other line break in them)."""
+        templates = self._templates
+        find = data.find
+        n = len(data)
+        limit = self._limit
+        pos = hits = deltas = 0
+        while True:
+            first = find(b"\n", pos)
+            if first < 0:
+                break
+            end = find(b"\n", first + 1)
+            if end < 0 or end + 1 >= n or data[end + 1] != 0x0A or end - pos > limit:
+                break
+            for template in templates:
+                m = template.line(data, pos, end)
+                if m is not None and m.groups() == template.line_fixed:
+                    hits += 1
+                    deltas += template.deltas
+                    break
+            else:
+                break
+            pos = end + 2
+        if hits:
+            obs = self.observation
+            obs.events += hits
+            obs.output_deltas += deltas
+        self._hits = deltas
+        return pos
+
+    def _data_spans(self, buf: bytes, spans: list[Span]) -> int:
+        """Interpret the events of one piece as framed: template hits are tried inline and
+        counted together, the rest go to `_data_span`."""
+        obs = self.observation
+        templates = self._templates  # changed in place only: the loop sees every change
+        outputs = hits = hit_deltas = 0
+        for start, body_end, _ in spans:
+            if buf.startswith(b"data: ", start):
+                for template in templates:
+                    m = template.line(buf, start + 6, body_end)
+                    if m is not None and m.groups() == template.fixed:
+                        hits += 1
+                        hit_deltas += template.deltas
+                        break
+                else:
+                    if hits:  # counted before anything is parsed: learning is budgeted by hits
+                        obs.events += hits
+                        obs.output_deltas += hit_deltas
+                        outputs += hit_deltas
+                        hits = hit_deltas = 0
+                    outputs += self._data_span(buf, start, body_end)
+            else:
+                if hits:
+                    obs.events += hits
+                    obs.output_deltas += hit_deltas
+                    outputs += hit_deltas
+                    hits = hit_deltas = 0
+                outputs += self._data_span(buf, start, body_end)
+        obs.events += hits
+        obs.output_deltas += hit_deltas
+        return outputs + hit_deltas
+
+    def _named_spans(self, buf: bytes, spans: list[Span]) -> int:
+        """`_data_spans` for named events: a template's line matcher takes the whole event."""
+        obs = self.observation
+        templates = self._templates
+        outputs = hits = hit_deltas = 0
+        for start, body_end, _ in spans:
+            for template in templates:
+                m = template.line(buf, start, body_end)
+                if m is not None and m.groups() == template.line_fixed:
+                    hits += 1
+                    hit_deltas += template.deltas
+                    break
+            else:
+                if hits:
+                    obs.events += hits
+                    obs.output_deltas += hit_deltas
+                    outputs += hit_deltas
+                    hits = hit_deltas = 0
+                outputs += self._data_span(buf, start, body_end)
+        obs.events += hits
+        obs.output_deltas += hit_deltas
+        return outputs + hit_deltas
 
     def _data_span(self, buf: bytes, start: int, body_end: int) -> int:
         """Interpret the event framed at `buf[start:body_end]`; return its choice deltas with

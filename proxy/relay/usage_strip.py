@@ -54,6 +54,20 @@ class UsageStripper:
                 return chunk[: end - len(_USAGE_NULL_END)] + b"}\n\n"  # every injected chunk
             cut = _removal(chunk, (0, end, end + 2))
             return chunk if cut is None else chunk[: cut[0]] + chunk[cut[1] :]
+        framer = self._framer
+        if framer.idle and chunk.find(b"\r") < 0:
+            # A busy stream's piece: whole one-line events, walked here; the framer, idle,
+            # takes whatever follows them as it would have after them.
+            self._drop_lead = False
+            pos, out = _walk(chunk, framer.max_event_bytes)
+            if pos == len(chunk):
+                return out[0] if len(out) == 1 else b"".join(out)
+            if pos:
+                return b"".join(out) + self._framed(chunk[pos:])
+        return self._framed(chunk)
+
+    def _framed(self, chunk: bytes) -> bytes:
+        """`feed` for any piece, by the framer's spans."""
         frames = self._framer.feed(chunk)
         data, settled = frames.data, frames.settled
         skip_lead = frames.lead and self._drop_lead
@@ -93,6 +107,30 @@ class UsageStripper:
         self._framer.reset()
         self._drop_lead = False
         return frames.data[frames.settled :]
+
+
+def _walk(data: bytes, limit: int) -> tuple[int, list[bytes]]:
+    """How far `data` (no "\\r" in it, framed from an idle framer) is events that the rules
+    below either leave or strip of their member inline, and the parts of `data[:pos]`
+    rewritten. Each is
+    one line ended by "\\n\\n", as the framer would find it there; an event with a `"usage"`
+    other than that member ends the walk (the usage chunk: `_removal` decides)."""
+    find = data.find
+    n = len(data)
+    out: list[bytes] = []
+    pos = cursor = 0
+    while True:
+        end = find(b"\n", pos)
+        if end < 0 or end + 1 >= n or data[end + 1] != 0x0A or end - pos > limit or end == pos:
+            break
+        if data.endswith(_USAGE_NULL_END, pos, end) and data.startswith(b"data: {", pos):
+            out.append(data[cursor : end - len(_USAGE_NULL_END)])
+            cursor = end - 1
+        elif data.rfind(b'"usage"', pos, end) >= 0:
+            break
+        pos = end + 2
+    out.append(data[cursor:pos])
+    return pos, out
 
 
 def _removal(data: bytes, span: Span) -> tuple[int, int] | None:

@@ -793,3 +793,35 @@ def test_bodies_over_the_limit_are_not_parsed() -> None:
     bomb = gzip.compress(b'{"a":"' + b"x" * 5_000_000 + b'"}')
     obs = observe_json(bomb, "gzip", max_bytes=1 << 20)
     assert (obs.oversized_events, obs.parse_errors, obs.events) == (1, 0, 0)
+
+
+def whole_event_pieces(data: bytes, per_piece: int, **framer_args: Any) -> list[bytes]:
+    """`data` cut only between events (after each blank line that ends one), `per_piece`
+    events to a piece: the pieces a busy stream's reads bring, walked without the framer."""
+    from proxy.observe.framing import Framer
+
+    ends = [end for _, _, end in Framer(**framer_args).feed(data).spans]
+    return split_at(data, ends[per_piece - 1 : -1 : per_piece])
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.name)
+def test_same_observation_for_pieces_of_whole_events(path: Path) -> None:
+    data = path.read_bytes()
+    expected = untimed(observe([data]))
+    for per_piece in (1, 2, 3, 7):
+        assert untimed(observe(whole_event_pieces(data, per_piece))) == expected, per_piece
+
+
+def test_walked_pieces_hand_any_odd_event_to_the_framer() -> None:
+    # Steady content chunks, then in the same piece an event each of the framer's cases:
+    # blank lines before it, a "\r\n" line end, two data lines, a content chunk over the
+    # size limit (which its template would match).
+    head = stream("azure-default-gpt-4o-mini.sse").split(b"\n\n")
+    content = [e + b"\n\n" for e in head if b'"content":"' in e][:6]
+    odd = [b"\n\n" + content[1], content[2].replace(b"\n\n", b"\r\n\r\n"),
+           content[3].replace(b"data: {", b"data: {\ndata: ", 1),
+           content[3].replace(b'"content":"', b'"content":"' + b"y" * 3000, 1), content[4]]
+    for tail in odd:
+        pieces = [*content[:2], b"".join(content[2:5]) + tail + content[5]]
+        expected = untimed(observe([b"".join(pieces)], max_event_bytes=2048))
+        assert untimed(observe(pieces, max_event_bytes=2048)) == expected, tail[:20]

@@ -549,3 +549,15 @@ def test_named_framing_of_recorded_streams_piece_by_event() -> None:
         single = Framer(named=True)
         single.feed(b"x\n\n")  # past the stream start
         assert all(single.single(p) == len(p) - 2 for p in pieces)
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.name)
+def test_same_observation_for_pieces_of_whole_events(path: Path) -> None:
+    # Cut only between events, several to a piece: the pieces the observer walks by its
+    # templates' matches, handing the framer what follows the first miss.
+    data = path.read_bytes()
+    ends = [end for _, _, end in Framer(named=True).feed(data).spans]
+    expected = untimed(observe([data]))
+    for per_piece in (1, 2, 3, 7):
+        pieces = split_at(data, ends[per_piece - 1 : -1 : per_piece])
+        assert untimed(observe(pieces)) == expected, per_piece

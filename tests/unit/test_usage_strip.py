@@ -260,3 +260,36 @@ def test_what_is_removed_depends_on_each_event_alone(
     expected = b"".join(strip([block], max_event_bytes=100) for block in blocks)
     assert strip(split_at(stream, cuts), max_event_bytes=100) == expected
     assert strip([EVENTS[1][0] + eol + eol], max_event_bytes=100) == b""
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.name)
+def test_pieces_of_whole_events_strip_as_the_whole_stream(path: Path) -> None:
+    # Cut only between events, several to a piece: the pieces the stripper walks itself,
+    # handing the framer what follows the first event its inline rule does not settle.
+    from proxy.observe.framing import Framer
+
+    data = path.read_bytes()
+    ends = [end for _, _, end in Framer().feed(data).spans]
+    expected = strip([data])
+    for per_piece in (1, 2, 3, 7):
+        assert strip(split_at(data, ends[per_piece - 1 : -1 : per_piece])) == expected, per_piece
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"\n\n" + b'data: {"a":1,"usage":null}\n\n',  # blank lines before it
+        b'data: {"a":1,"usage":null}\r\n\r\n',
+        b'event: x\ndata: {"a":1,"usage":null}\n\n',  # its last line a data line
+        b'data: {"choices":[],"usage":{"total_tokens":3}}\n\n',  # the usage chunk
+        b'data: {"usage":null,"u":1}\n\n',
+        b'data: {"b":' + b"1" * 200 + b',"usage":null}\n\n',  # over the limit
+    ],
+)
+def test_walked_pieces_hand_any_odd_event_to_the_framer(odd: bytes) -> None:
+    chunk = b'data: {"choices":[{"delta":{"content":"%d"},"index":0}],"usage":null}\n\n'
+    events = [chunk % i for i in range(4)]
+    stream = b"".join([*events[:2], odd, *events[2:]])
+    expected = b"".join(strip([e], 128) for e in [*events[:2], odd, *events[2:]])
+    assert strip([stream], 128) == expected
+    assert strip([events[0], b"".join([events[1], odd, *events[2:]])], 128) == expected
