@@ -39,6 +39,10 @@ async def stat(page: Page, pane: str, name: str) -> str:
     return await page.locator(f"#{pane} [data-stat={name}]").inner_text()
 
 
+# How far below the proxy's own figure the page's may read (display steps, scheduling).
+AGREE = 0.1
+
+
 async def open_page(browser: Browser, proxy: Running) -> Page:
     page = await browser.page()
     await page.add_init_script(WATCH_PANES)
@@ -72,12 +76,14 @@ async def test_comparison_and_series_on_the_simulator_agree_with_the_metrics(
     assert total(sample, "aoai_proxy_tokens_total", token_type="completion") == \
         int(streamed["tokens"]) + int(plain["tokens"])
     assert total(sample, "aoai_proxy_finish_reasons_total", finish_reason="stop") == 2
-    # The page measures from before its request leaves to after the text is on screen: never
-    # less than the proxy's own measurement, and close to it on a loopback connection.
+    # The page measures from before its request leaves to after the text is on screen, and
+    # shows 10 ms steps; the proxy's clock stops once its own last write has returned, which on
+    # a busy machine can be after the browser already has the body. So the two agree within
+    # scheduling noise below, and the page may add its own rendering time above.
     proxy_ttft = total(sample, "aoai_proxy_time_to_first_token_seconds_sum")
-    assert proxy_ttft - 0.006 <= seconds(streamed["first"]) < proxy_ttft + 1.0
+    assert proxy_ttft - AGREE <= seconds(streamed["first"]) < proxy_ttft + 1.0
     proxy_plain = total(sample, "aoai_proxy_request_duration_seconds_sum", stream="false")
-    assert proxy_plain - 0.006 <= seconds(plain["total"]) < proxy_plain + 1.0
+    assert proxy_plain - AGREE <= seconds(plain["total"]) < proxy_plain + 1.0
 
     await page.get_by_role("tab", name="Head start by length").click()
     await expect(page.locator("#lengths")).to_have_value(", ".join(map(str, SERIES_LENGTHS)))
