@@ -668,7 +668,7 @@ def test_prompt_annotations_are_recorded_but_are_not_block_events() -> None:
 
 # --- non-stream bodies -----------------------------------------------------------------------
 
-# Section 6 of the wire notes, a real capture.
+# docs/chat-wire.md §11 (non-stream body), a real capture.
 COMPLETION_BODY = (
     b'{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},'
     b'"protected_material_code":{"filtered":false,"detected":false},"protected_material_text":'
@@ -687,7 +687,7 @@ COMPLETION_BODY = (
     b'"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":0},"total_tokens":27}}\n'
 )
 
-# Section 4.1 of the wire notes, a real capture.
+# docs/chat-wire.md §8.1 (prompt blocked), a real capture.
 PROMPT_FILTER_BODY = (
     b'{"error":{"message":"The response was filtered due to the prompt triggering Azure '
     b"OpenAI's content management policy. Please modify your prompt and retry. To learn more "
