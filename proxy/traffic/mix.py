@@ -180,7 +180,10 @@ SCENARIOS: tuple[tuple[str, int, _Builder], ...] = (
             sim={"scenario": "prompt_filter", "category": p.rng.choice(_PROMPT_FILTER_CATEGORIES)},
         ),
     ),
-    ("rate_limit", 4, lambda p: _chat(p, "rate_limit", sim={"scenario": "rate_limit"})),
+    # A short retry-after: with routing, a 429 cools its (upstream, deployment) pair for that
+    # long, and the sample traffic should not block a whole demo deployment for seconds.
+    ("rate_limit", 4, lambda p: _chat(p, "rate_limit",
+                                      sim={"scenario": "rate_limit", "retry_after_s": "1"})),
     ("server_error", 2, lambda p: _chat(p, "server_error", sim={"scenario": "server_error"})),
     (
         "disconnect",
