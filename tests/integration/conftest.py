@@ -4,8 +4,10 @@ test_simulator_responses) share: the key, an in-process simulator and a bounded 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
+import openai
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -35,3 +37,16 @@ async def sim(aiohttp_client: AiohttpClient) -> Client:
 async def server(aiohttp_server: AiohttpServer) -> TestServer:
     """A simulator on a real socket that wants `KEY`, for openai-python."""
     return await aiohttp_server(create_simulator_app(SimulatorConfig(tokens=6, api_keys=(KEY,))))
+
+
+@asynccontextmanager
+async def azure_client(server: TestServer,
+                       api_version: str) -> AsyncIterator[openai.AsyncAzureOpenAI]:
+    """openai-python's Azure client on the simulator `server`, without its own retries."""
+    async with openai.AsyncAzureOpenAI(
+        azure_endpoint=str(server.make_url("")),
+        api_key=KEY,
+        api_version=api_version,
+        max_retries=0,
+    ) as client:
+        yield client

@@ -9,8 +9,6 @@ import math
 import re
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import aiohttp
@@ -30,7 +28,7 @@ from proxy.simulator import (
     serve_simulator,
 )
 from proxy.simulator.streams import _write_events
-from tests.integration.conftest import KEY, Client, until
+from tests.integration.conftest import KEY, Client, azure_client, until
 
 API_VERSION = "2024-10-21"
 CHAT = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
@@ -100,17 +98,6 @@ def is_annotation(chunk: dict[str, Any]) -> bool:
 
 def stats_of(client: Client) -> SimulatorStats:
     return client.app[SIM_STATS]
-
-
-@asynccontextmanager
-async def azure_client(server: TestServer) -> AsyncIterator[openai.AsyncAzureOpenAI]:
-    async with openai.AsyncAzureOpenAI(
-        azure_endpoint=str(server.make_url("")),
-        api_key=KEY,
-        api_version=API_VERSION,
-        max_retries=0,
-    ) as client:
-        yield client
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,7 +631,7 @@ async def test_requests_are_recorded(sim: Client) -> None:
 
 
 async def test_openai_client_streams_and_completes(server: TestServer) -> None:
-    async with azure_client(server) as client:
+    async with azure_client(server, API_VERSION) as client:
         chunks = await client.chat.completions.create(
             model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
         )
@@ -667,7 +654,7 @@ async def test_openai_client_streams_and_completes(server: TestServer) -> None:
 
 
 async def test_openai_client_sees_finish_reasons_of_each_scenario(server: TestServer) -> None:
-    async with azure_client(server) as client:
+    async with azure_client(server, API_VERSION) as client:
         for scenario in ("length", "content_filter", "tool_calls"):
             headers = {"x-simulator": f"scenario={scenario}"}
             completion = await client.chat.completions.create(
@@ -691,7 +678,7 @@ async def test_openai_client_sees_finish_reasons_of_each_scenario(server: TestSe
 
 
 async def test_openai_client_in_async_filter_mode(server: TestServer) -> None:
-    async with azure_client(server) as client:
+    async with azure_client(server, API_VERSION) as client:
         chunks = await client.chat.completions.create(
             model="gpt-4o",
             messages=MESSAGES,
@@ -709,7 +696,7 @@ async def test_openai_client_in_async_filter_mode(server: TestServer) -> None:
 
 
 async def test_openai_client_errors(server: TestServer) -> None:
-    async with azure_client(server) as client:
+    async with azure_client(server, API_VERSION) as client:
         with pytest.raises(openai.RateLimitError) as limited:
             await client.chat.completions.create(
                 model="gpt-4o",
@@ -754,7 +741,7 @@ async def test_openai_client_errors(server: TestServer) -> None:
 
 
 async def test_openai_client_sees_mid_stream_failures(server: TestServer) -> None:
-    async with azure_client(server) as client:
+    async with azure_client(server, API_VERSION) as client:
         text = ""
         chunks = await client.chat.completions.create(
             model="gpt-4o",
@@ -781,7 +768,7 @@ async def test_openai_client_sees_mid_stream_failures(server: TestServer) -> Non
 
 
 async def test_openai_client_embeddings_in_base64_and_float(server: TestServer) -> None:
-    async with azure_client(server) as client:
+    async with azure_client(server, API_VERSION) as client:
         packed = await client.embeddings.create(model="gpt-4o", input=["hello", "world"])
         plain = await client.embeddings.create(
             model="gpt-4o", input=["hello", "world"], encoding_format="float"
@@ -811,7 +798,7 @@ async def test_openai_v1_client_chat_and_models(server: TestServer) -> None:
 
 
 async def test_legacy_completions(server: TestServer) -> None:
-    async with azure_client(server) as client:
+    async with azure_client(server, API_VERSION) as client:
         completion = await client.completions.create(model="gpt-4o", prompt="Say", max_tokens=4)
     assert completion.choices[0].text == "".join(FIRST_WORDS[:4])
     assert completion.choices[0].finish_reason == "length"

@@ -21,7 +21,7 @@ from proxy.simulator.resource import Resource
 from proxy.simulator.responses_plan import ResponsesRequest, plan_reply
 from proxy.simulator.responses_stream import response_events
 from proxy.simulator.streams import DROP
-from tests.integration.conftest import KEY, Client, until
+from tests.integration.conftest import KEY, Client, azure_client, until
 
 API_VERSION = "2025-04-01-preview"
 V1 = "/openai/v1/responses"
@@ -83,17 +83,6 @@ async def post(client: Client, control: str = "", path: str = V1, **body: Any) -
     request = {"model": "gpt-4o", "input": "hi"} | body
     async with client.post(path, json=request, headers=headers) as response:
         return response.status, await response.json()
-
-
-@asynccontextmanager
-async def azure(server: TestServer) -> AsyncIterator[openai.AsyncAzureOpenAI]:
-    async with openai.AsyncAzureOpenAI(
-        azure_endpoint=str(server.make_url("")),
-        api_key=KEY,
-        api_version=API_VERSION,
-        max_retries=0,
-    ) as client:
-        yield client
 
 
 @asynccontextmanager
@@ -170,8 +159,8 @@ async def test_non_stream_body_is_the_finished_response(sim: Client) -> None:
 
 
 async def test_openai_clients_stream_and_complete(server: TestServer) -> None:
-    async with azure(server) as azure_client, v1(server) as v1_client:
-        for client in (azure_client, v1_client):
+    async with azure_client(server, API_VERSION) as azure, v1(server) as v1_client:
+        for client in (azure, v1_client):
             stream = await client.responses.create(model="gpt-4o", input="hi", stream=True)
             events = [event async for event in stream]
             text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
@@ -213,8 +202,8 @@ async def test_the_synchronous_azure_client_too(server: TestServer) -> None:
 
 
 async def test_openai_clients_see_each_ending(server: TestServer) -> None:
-    async with azure(server) as azure_client, v1(server) as v1_client:
-        for client in (azure_client, v1_client):
+    async with azure_client(server, API_VERSION) as azure, v1(server) as v1_client:
+        for client in (azure, v1_client):
             for control, status, reason in [
                 ("scenario=length", "incomplete", "max_output_tokens"),
                 (
@@ -243,7 +232,7 @@ async def test_openai_clients_see_each_ending(server: TestServer) -> None:
 
 
 async def test_openai_client_sees_the_content_filter_kill(server: TestServer) -> None:
-    async with azure(server) as client:
+    async with azure_client(server, API_VERSION) as client:
         stream = await client.responses.create(
             model="gpt-4o",
             input="hi",
@@ -297,7 +286,7 @@ async def test_openai_client_tool_calls_and_reasoning(server: TestServer) -> Non
 
 
 async def test_openai_client_errors(server: TestServer) -> None:
-    async with azure(server) as client:
+    async with azure_client(server, API_VERSION) as client:
 
         async def create(control: str, stream: bool = True) -> Any:
             headers = {"x-simulator": control}
