@@ -141,8 +141,11 @@ def _client_session(config: Config) -> aiohttp.ClientSession:
         # No connection cap: every concurrent stream needs its own upstream connection, and a
         # pool limit would silently queue streams behind each other.
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        # No sock_read: the watchdog guards the response and idle deadlines (proxy/relay/
+        # watchdog.py); aiohttp's read timer would cancel and re-arm a timer handle on every
+        # piece received, a cost per token of every stream.
         timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.connect,
-                                      sock_connect=timeouts.connect, sock_read=timeouts.idle),
+                                      sock_connect=timeouts.connect, sock_read=None),
         # What is forwarded must match the headers forwarded: never decompress.
         auto_decompress=False,
         # A proxy must not keep one client's cookies and send them with another's requests.

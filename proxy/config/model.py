@@ -67,7 +67,8 @@ class TimeoutsConfig:
     connect: float = 10.0
     """Seconds to open a connection to the upstream."""
     response: float = 600.0
-    """Seconds from sending the request until the upstream's response headers arrive."""
+    """Seconds from sending the request until the upstream's response headers arrive (at most
+    `idle`: waiting for the headers is silence from the upstream too)."""
     idle: float = 300.0
     """Longest silence from the upstream while a response body is being read (reasoning models
     think for minutes before their first token, hence the generous default)."""

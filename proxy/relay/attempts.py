@@ -128,11 +128,14 @@ async def _attempt(request: web.Request, state: ProxyState, ex: Exchange,
     injected = _usage_body(state, ex.operation, intent, memory_key)
     ex.usage_injected = injected is not None
     base = state.bases[upstream.name]
+    timeouts = state.config.timeouts
+    # Waiting for the headers is silence from the upstream too, so `idle` bounds it as well.
+    response_timeout = min(timeouts.response, timeouts.idle)
 
     async def ask(data: bytes) -> aiohttp.ClientResponse:
         return await send(state.session, base=base, method=request.method,
                           raw_path_qs=target, headers=headers, body=data,
-                          response_timeout=state.config.timeouts.response, watch=watch)
+                          response_timeout=response_timeout, watch=watch)
 
     response = await ask(injected if injected is not None else body)
     prefetched = None
