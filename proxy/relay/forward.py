@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -126,10 +126,23 @@ async def relay(
     headers = client_response_headers(upstream.headers, stream=stream)
     if extra_headers:
         headers.update(extra_headers)
+    whole = _arrived_whole(request, upstream) if not (stream or prefetched is not None
+                                                      or rewrite is not None) else None
     response = web.StreamResponse(
-        status=upstream.status, reason=upstream.reason, headers=headers)
+        status=upstream.status, reason=upstream.reason, headers=headers) if whole is None \
+        else web.Response(status=upstream.status, reason=upstream.reason, headers=headers,
+                          body=whole)
     try:
         await response.prepare(request)
+        if whole is not None:
+            # The body is complete and nothing more will come: headers and body leave in
+            # one write, without the relay loop.
+            await response.write_eof()
+            if whole:
+                ex.first_byte_at = clock()
+            tap.feed(whole)
+            upstream.release()
+            return response
         if prefetched is not None:
             await _write(response, ex, prefetched, clock)
             tap.feed(prefetched)
@@ -157,6 +170,21 @@ async def relay(
     finally:
         ex.ended_at = clock()
     return response
+
+
+def _arrived_whole(request: web.Request, upstream: aiohttp.ClientResponse) -> bytes | None:
+    """The body of a non-stream response that came whole with its headers (the usual small
+    JSON answer), else None: relayed piece by piece as it arrives.
+
+    Only a body framed by Content-Length, so the client gets the framing the upstream sent;
+    never to HEAD or for a status without a body, whose Content-Length describes no bytes.
+    """
+    status = upstream.status
+    if request.method == "HEAD" or status < 200 or status in (204, 304):
+        return None
+    if hdrs.CONTENT_LENGTH not in upstream.headers or not upstream.content.is_eof():
+        return None
+    return upstream.content.read_nowait()
 
 
 async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, ex: Exchange,
