@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Callable
 from typing import Final
 
+from proxy.jsonload import loads
 from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer, Span
 from proxy.observe.reading import EventTemplate, Semantics
 from proxy.observe.semantics import CHAT, Observation
@@ -321,7 +322,7 @@ def observe_json(
         if raw is None:
             obs.oversized_events = 1
             return obs
-        obj = json.loads(raw)
+        obj = loads(raw)
     except (ValueError, RecursionError, zlib.error):  # garbage, truncated, unsupported
         obs.parse_errors = 1
         return obs

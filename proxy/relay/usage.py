@@ -14,6 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.jsonload import loads
+
 _MAX_REMEMBERED = 4096
 
 
@@ -36,7 +38,7 @@ def read_intent(body: bytes, *, need_model: bool) -> Intent:
     if not body or (not need_model and b'"stream"' not in body):
         return Intent()
     try:
-        parsed = json.loads(body)
+        parsed = loads(body)
     except (ValueError, RecursionError):
         return Intent()  # not ours to judge: the upstream answers invalid JSON itself
     if not isinstance(parsed, dict):

@@ -15,10 +15,10 @@ are treated as ever.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Final
 
+from proxy.jsonload import loads
 from proxy.observe.framing import DEFAULT_MAX_EVENT_BYTES, Framer, Span
 from proxy.observe.sse import parse_event
 
@@ -177,7 +177,7 @@ def _is_usage_chunk(data: bytes, start: int, body_end: int) -> bool:
     if event is None:
         return False
     try:
-        obj = json.loads(event.data)
+        obj = loads(event.data)
     except (ValueError, RecursionError):
         return False
     return isinstance(obj, dict) and obj.get("choices") == [] and isinstance(obj.get("usage"), dict)
