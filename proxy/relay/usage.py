@@ -14,8 +14,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.jsonload import loads
-
 _MAX_REMEMBERED = 4096
 
 
@@ -38,7 +36,7 @@ def read_intent(body: bytes, *, need_model: bool) -> Intent:
     if not body or (not need_model and b'"stream"' not in body):
         return Intent()
     try:
-        parsed = loads(body)
+        parsed = json.loads(body)
     except (ValueError, RecursionError):
         return Intent()  # not ours to judge: the upstream answers invalid JSON itself
     if not isinstance(parsed, dict):
