@@ -99,7 +99,7 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
 
     watch = state.watchdog.watch()
     answer = await first_answer(request, state, ex, body, intent, watch)
-    if isinstance(answer, web.Response):
+    if not isinstance(answer, tuple):  # the proxy's own answer (tuple: no ABC check)
         return answer
     response, prefetched = answer
     _note_headers(ex, response)
