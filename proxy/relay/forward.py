@@ -128,6 +128,8 @@ async def relay(
         headers.update(extra_headers)
     response = web.StreamResponse(
         status=upstream.status, reason=upstream.reason, headers=headers)
+    # The response holds its own copy: these are not kept for the whole stream.
+    del headers, extra_headers
     try:
         await response.prepare(request)
         if prefetched is not None:
