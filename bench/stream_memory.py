@@ -5,7 +5,7 @@
 
 Starts the simulator and one target (the proxy with S3's configuration, or the bare
 pass-through on asyncio's loop or uvloop), opens N slow streams (S3's shape, chunks 1 s apart,
-but 40 of them: a target slowed by tracemalloc takes a while to open them all, and none may end
+but 90 of them: a target slowed by tracemalloc takes a while to open them all, and none may end
 before the snapshot) and compares the target
 while every stream is open with the target idle just before. With tracemalloc (the default) the
 target runs under `python3 -m bench.stream_memory --child ...`, which starts tracemalloc, runs the
@@ -46,14 +46,13 @@ from .procs import (
 from .targets import Running, TargetSpec, simulator, write_proxy_config
 from .timed_client import Opened, new_session, simulator_header, stream_many
 
-_FRAMES = 12
-_CHUNKS = 40
+_CHUNKS = 90
 _GAP_MS = 1000.0
 
 
-def child_main(snapshots: Path, argv: list[str]) -> None:
+def child_main(snapshots: Path, frames: int, argv: list[str]) -> None:
     """Run `python3 -m <argv>` under tracemalloc; SIGUSR1 writes snapshot N to `snapshots`."""
-    tracemalloc.start(_FRAMES)
+    tracemalloc.start(frames)
     taken = 0
 
     def write(path: Path) -> None:
@@ -107,7 +106,8 @@ async def measure(args: argparse.Namespace) -> None:
     async with simulator(work) as upstream:
         port = free_port()
         target_argv = _target_argv(args.target, port, upstream.url, work)
-        argv = ([PYTHON, "-m", "bench.stream_memory", "--child", str(work), "--", *target_argv]
+        argv = ([PYTHON, "-m", "bench.stream_memory", "--child", str(work),
+                 "--frames", str(args.frames), "--", *target_argv]
                 if args.trace else [PYTHON, "-m", *target_argv])
         child = spawn(args.target.replace("+", "-"), argv, cpus=TARGET_CPU, log_dir=work)
         try:
@@ -130,10 +130,10 @@ async def _run(target: Running, args: argparse.Namespace, work: Path, pid: int) 
         idle = await _snapshot(pid, work, 0) if args.trace else None
         opened = Opened(n)
         task = asyncio.create_task(stream_many(
-            session, [target.url] * n, header, opened=opened, timeout=_CHUNKS * 2 + 60,
+            session, [target.url] * n, header, opened=opened, timeout=_CHUNKS * 2 + 300,
             batch=args.batch, batch_interval=0.25))
         waiter = asyncio.create_task(opened.all.wait())
-        await asyncio.wait([waiter, task], timeout=90, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([waiter, task], timeout=300, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if not opened.all.is_set():
             records = await task if task.done() else []
@@ -230,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-trace", dest="trace", action="store_false",
                         help="no tracemalloc: RSS per stream only")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--frames", type=int, default=12,
+                        help="frames per traceback (1: only allocation sites, much faster)")
     parser.add_argument("--batch", type=int, default=25,
                         help="streams started together, 0.25 s apart (a target slowed by "
                              "tracemalloc resets connections past its listen backlog)")
@@ -237,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("target_argv", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        child_main(args.child, args.target_argv)
+        child_main(args.child, args.frames, args.target_argv)
         return
     asyncio.run(measure(args))
 
