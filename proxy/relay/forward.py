@@ -180,6 +180,8 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
                 if ex.first_byte_at is None:
                     ex.first_byte_at = clock()
             feed(piece)
+            # Not held while the stream waits for its next piece (most of an open stream's life).
+            del piece, out
     except asyncio.CancelledError as exc:
         if not watch.expired():
             raise
