@@ -1,20 +1,22 @@
 """Where a target's memory per open stream goes: tracemalloc sites, and RSS, per stream.
 
-`python3 -m bench.stream_memory [--streams N] [--target proxy|bare|bare+uvloop] [--no-trace]
-[--top K]`
+`python3 -m bench.stream_memory [--streams N] [--target proxy|bare|bare+uvloop] [--frames F]
+[--no-trace] [--top K]`; `python3 -m bench.stream_memory --diff DIR OTHER_DIR [--streams N]`
 
 Starts the simulator and one target (the proxy with S3's configuration, or the bare
 pass-through on asyncio's loop or uvloop), opens N slow streams (S3's shape, chunks 1 s apart,
-but 90 of them: a target slowed by tracemalloc takes a while to open them all, and none may end
-before the snapshot) and compares the target
-while every stream is open with the target idle just before. With tracemalloc (the default) the
-target runs under `python3 -m bench.stream_memory --child ...`, which starts tracemalloc, runs the
-target's own main and writes a snapshot whenever it gets SIGUSR1; the report lists the
-allocation sites that grew most, in bytes per open stream, grouped by file:line and by the
+but 90 of them: a target slowed by tracemalloc takes a while to open them all, and none may
+end before the snapshot) and compares the target while every stream is open with the target
+idle just before. With tracemalloc (the default) the target runs under
+`python3 -m bench.stream_memory --child ...`, which starts tracemalloc, runs the target's own
+main and, on SIGUSR1, writes a snapshot, runs a full collection and writes another: the report
+lists the allocation sites that grew most, in bytes per open stream, by file:line and by the
 innermost frame of the proxy's own code (what in the proxy caused an aiohttp or stdlib
-allocation). tracemalloc counts are near-deterministic, so before/after comparisons hold even
-on a busy machine; RSS per stream (what S3 reports) is printed too, but is noisy and inflated
-by tracemalloc: `--no-trace` measures it without.
+allocation; needs `--frames` > 1), and apart from them the cyclic garbage not yet collected.
+`--diff` compares the snapshots two runs left in their directories, site by site (e.g. the
+proxy against bare+uvloop, the same loop). tracemalloc counts are near-deterministic, so
+before/after comparisons hold even on a busy machine; RSS per stream (what S3 reports) is
+printed too, but it is noisy and inflated by tracemalloc: `--no-trace` measures it without.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -222,6 +224,33 @@ def _short(path: str) -> str:
     return path
 
 
+def _sites(directory: Path, n: int) -> tuple[defaultdict[str, float], defaultdict[str, float]]:
+    """Bytes and blocks per open stream by file:line, from a run's two live snapshots."""
+    idle = tracemalloc.Snapshot.load(str(directory / "snap-0.tracemalloc"))
+    full = tracemalloc.Snapshot.load(str(directory / "snap-1.tracemalloc"))
+    sizes: defaultdict[str, float] = defaultdict(float)
+    counts: defaultdict[str, float] = defaultdict(float)
+    for stat in full.compare_to(idle, "lineno"):
+        frame = stat.traceback[0]
+        where = f"{_short(frame.filename)}:{frame.lineno}"
+        sizes[where] += stat.size_diff / n
+        counts[where] += stat.count_diff / n
+    return sizes, counts
+
+
+def diff(first: Path, second: Path, n: int, top: int) -> None:
+    """Site by site: what a run (`first`) holds per open stream more than another."""
+    a, a_blocks = _sites(first, n)
+    b, b_blocks = _sites(second, n)
+    print(f"per open stream: {sum(a.values()) / 1024:.2f} KiB ({first.name}) vs "
+          f"{sum(b.values()) / 1024:.2f} KiB ({second.name}), "
+          f"{(sum(a.values()) - sum(b.values())) / 1024:+.2f} KiB")
+    print("largest differences (bytes, blocks per stream):")
+    for where in sorted(set(a) | set(b), key=lambda w: -abs(a[w] - b[w]))[:top]:
+        print(f"  {a[where] - b[where]:+7.0f} B   {a[where]:6.0f} ({a_blocks[where]:5.2f}) vs "
+              f"{b[where]:6.0f} ({b_blocks[where]:5.2f})  {where}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m bench.stream_memory",
                                      description=__doc__.splitlines()[0])
@@ -235,9 +264,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=25,
                         help="streams started together, 0.25 s apart (a target slowed by "
                              "tracemalloc resets connections past its listen backlog)")
+    parser.add_argument("--diff", type=Path, nargs=2, metavar="DIR",
+                        help="compare the snapshots two earlier runs left (--streams: theirs)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("target_argv", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.diff is not None:
+        diff(args.diff[0], args.diff[1], args.streams, args.top)
+        return
     if args.child is not None:
         child_main(args.child, args.frames, args.target_argv)
         return
