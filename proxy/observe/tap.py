@@ -27,6 +27,8 @@ _JSON_TYPES = ("application/json", "text/json")
 class ResponseTap:
     """Sees a copy of each response piece; `finish()` says what the response meant."""
 
+    __slots__ = ()  # one tap per response, alive as long as its stream: no instance dict
+
     def feed(self, data: bytes) -> None:
         """Nothing to learn from this response (audio, files, ...)."""
 
@@ -35,6 +37,8 @@ class ResponseTap:
 
 
 class StreamTap(ResponseTap):
+    __slots__ = ("_broken", "_observer")
+
     def __init__(self, max_event_bytes: int, semantics: Semantics = CHAT) -> None:
         self._observer = StreamObserver(max_event_bytes=max_event_bytes, semantics=semantics)
         self._broken = False
@@ -62,6 +66,8 @@ class StreamTap(ResponseTap):
 
 class BodyTap(ResponseTap):
     """Collects a JSON body (up to a bound) and reads it once complete."""
+
+    __slots__ = ("_encoding", "_max", "_parts", "_semantics", "_size")
 
     def __init__(self, content_encoding: str | None, max_bytes: int,
                  semantics: Semantics = CHAT) -> None:

@@ -132,6 +132,8 @@ async def relay(
         status=upstream.status, reason=upstream.reason, headers=headers) if whole is None \
         else web.Response(status=upstream.status, reason=upstream.reason, headers=headers,
                           body=whole)
+    # The response holds its own copy: these are not kept for the whole stream.
+    del headers, extra_headers
     try:
         await response.prepare(request)
         if whole is not None:
@@ -206,6 +208,8 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
                 if ex.first_byte_at is None:
                     ex.first_byte_at = clock()
             feed(piece)
+            # Not held while the stream waits for its next piece (most of an open stream's life).
+            del piece, out
     except asyncio.CancelledError as exc:
         if not watch.expired():
             raise

@@ -102,6 +102,8 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
     if not isinstance(answer, tuple):  # the proxy's own answer (tuple: no ABC check)
         return answer
     response, prefetched = answer
+    # Only needed until the upstream answered: not kept for the whole stream.
+    del answer, body, intent
     _note_headers(ex, response)
     tap = tap_for(response.headers, operation=ex.operation,
                   max_event_bytes=limits.max_event_bytes)
