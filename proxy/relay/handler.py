@@ -15,7 +15,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from proxy.observe.tap import tap_for
+from proxy.observe.tap import ResponseTap, tap_for
 from proxy.relay import ratelimit
 from proxy.relay.alias import deployment_in_path
 from proxy.relay.attempts import first_answer
@@ -27,6 +27,7 @@ from proxy.relay.operation import operation_of
 from proxy.relay.state import STATE, ProxyState
 from proxy.relay.usage import read_intent
 from proxy.relay.usage_strip import UsageStripper
+from proxy.relay.watchdog import Watch
 from proxy.runtime.lifecycle import LIFECYCLE
 from proxy.telemetry.accesslog import log_access
 from proxy.vocabulary import UNKNOWN_CLIENT
@@ -58,7 +59,21 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if state.config.require_client_auth and ex.client == UNKNOWN_CLIENT:
             response: web.StreamResponse = _unauthorized(state, ex)
         else:
-            response = await _handle(request, state, ex)
+            answer = await _answer(request, state, ex)
+            if isinstance(answer, tuple):  # (tuple, not the response class: no ABC check)
+                # Relayed from this frame: `_answer`'s is gone for the stream's lifetime.
+                upstream, prefetched, watch = answer
+                del answer
+                tap, rewrite = _observers(state, ex, upstream, prefetched)
+                try:
+                    response = await relay(
+                        request, upstream, ex, tap=tap, rewrite=rewrite, watch=watch,
+                        prefetched=prefetched, idle=state.config.timeouts.idle,
+                        extra_headers=served_by(ex))
+                finally:
+                    ex.observation = tap.finish()
+            else:
+                response = answer
         if not response.prepared:
             response.headers.update(served_by(ex))
         return response
@@ -76,7 +91,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         log_access(state.access_log, ex)
 
 
-async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.StreamResponse:
+async def _answer(request: web.Request, state: ProxyState,
+                  ex: Exchange) -> web.StreamResponse | tuple[aiohttp.ClientResponse,
+                                                              bytes | None, Watch]:
+    """The proxy's own answer, or the upstream answer to relay (with its prefetched body
+    start and the request's watch)."""
     limits = state.config.limits
     try:
         body = await _read_body(request, limits.max_request_body_bytes,
@@ -99,22 +118,22 @@ async def _handle(request: web.Request, state: ProxyState, ex: Exchange) -> web.
 
     watch = state.watchdog.watch()
     answer = await first_answer(request, state, ex, body, intent, watch)
-    if not isinstance(answer, tuple):  # the proxy's own answer (tuple: no ABC check)
+    if not isinstance(answer, tuple):
         return answer
     response, prefetched = answer
-    # Only needed until the upstream answered: not kept for the whole stream.
-    del answer, body, intent
     _note_headers(ex, response)
+    return response, prefetched, watch
+
+
+def _observers(state: ProxyState, ex: Exchange, response: aiohttp.ClientResponse,
+               prefetched: bytes | None) -> tuple[ResponseTap, UsageStripper | None]:
+    """The tap for the response, and the stripper when the proxy asked for usage itself."""
+    limits = state.config.limits
     tap = tap_for(response.headers, operation=ex.operation,
                   max_event_bytes=limits.max_event_bytes)
     rewrite = UsageStripper(limits.max_event_bytes) if ex.usage_injected and \
         prefetched is None and is_event_stream(response.headers) else None
-    try:
-        return await relay(request, response, ex, tap=tap, rewrite=rewrite, watch=watch,
-                           prefetched=prefetched, idle=state.config.timeouts.idle,
-                           extra_headers=served_by(ex))
-    finally:
-        ex.observation = tap.finish()
+    return tap, rewrite
 
 
 def served_by(ex: Exchange) -> dict[str, str]:
