@@ -93,12 +93,16 @@ class Framer:
 
     def feed(self, chunk: bytes) -> Frames:
         """Frame one more piece of the stream."""
-        held = self._held
-        if not chunk:
-            return Frames(held, [], 0)
         end = self.single(chunk)
         if end >= 0:
             return Frames(chunk, [(0, end, end + 2)], end + 2)
+        return self.frame(chunk)
+
+    def frame(self, chunk: bytes) -> Frames:
+        """`feed` for a caller that has just seen `single` fail on `chunk`."""
+        held = self._held
+        if not chunk:
+            return Frames(held, [], 0)
         pos = 0  # where in data the scan starts: a line start unless a held line goes on
         lead = False
         if self._fresh:
@@ -116,7 +120,7 @@ class Framer:
                 pos = len(held) + 1  # the "\n" completes the "\r\n" that ended a line
                 lead = not held and self._cr_span
         data = held + chunk if held else chunk
-        if not self._skipping and not self._cr and data.find(b"\r") < 0:
+        if not self._skipping and not self._cr and _CR not in data:  # an int: a memchr
             frames = self._feed_lf(data, pos)
         else:
             frames = self._feed_any(data, pos)
@@ -128,23 +132,24 @@ class Framer:
         within the size limit, "\\n"-framed, and the framer is idle, return its `body_end`
         (the framer stays idle, as `feed` would leave it); else -1, and `feed` is the way.
         Most pieces of a stream that is not under load are one event each."""
+        if self._held or self._fresh or self._cr or self._skipping:
+            return -1  # not idle: tested first, it spares the finds of a held stream's pieces
         n = len(chunk) - 2
         # One line and a blank line: the first "\n" is the one before the last byte, a "\n".
-        # One-byte finds are a memchr each.
+        # One-byte finds are a memchr each; `in` with an int is one without parsing arguments.
         if (n > 0 and chunk[-1] == _LF and chunk.find(b"\n") == n and n <= self._max
-                and not (self._held or self._fresh or self._cr or self._skipping)
-                and chunk.find(b"\r") < 0):
+                and _CR not in chunk):
             return n
         return -1
 
     def _single_named(self, chunk: bytes) -> int:
         """`_single_line` for a piece that is one whole event of exactly two lines."""
+        if self._held or self._fresh or self._cr or self._skipping:
+            return -1
         n = len(chunk) - 2
         first = chunk.find(b"\n")
         if (0 < first < n - 1 and chunk[-1] == _LF and chunk.find(b"\n", first + 1) == n
-                and n <= self._max
-                and not (self._held or self._fresh or self._cr or self._skipping)
-                and chunk.find(b"\r") < 0):
+                and n <= self._max and _CR not in chunk):
             return n
         return -1
 
