@@ -27,6 +27,7 @@ DEFAULT_MAX_EVENT_BYTES: Final = 1 << 20
 BOM: Final = b"\xef\xbb\xbf"
 _LF: Final = 0x0A
 _CR: Final = 0x0D
+_LINE_UNKNOWN: Final = -2  # `Framer._line` not worked out yet
 
 Span = tuple[int, int, int]
 """(start, body_end, end) of one event in `Frames.data`: its first byte, the end of its last
@@ -182,8 +183,9 @@ class Framer:
                     end = -1
             if end < 0:
                 content_end = n - 1 if data[n - 1] == _LF else n
-                line = data.rfind(b"\n", start) + 1 or start
-                return self._hold(data, spans, start, content_end, line, False)
+                # Where its last line starts is needed only if a "\r" comes (`_feed_any`):
+                # found then, not on every piece that ends mid-event.
+                return self._hold(data, spans, start, content_end, _LINE_UNKNOWN, False)
             if end - start <= limit:
                 spans.append((start, end, end + 2))
             else:
@@ -206,6 +208,8 @@ class Framer:
         content_end = self._content_end
         if held:
             line = self._line if pos <= len(held) else pos
+            if line == _LINE_UNKNOWN:  # held by `_feed_lf`: no "\r" in it
+                line = held.rfind(b"\n") + 1
             scan = max(pos, len(held))
         else:
             # A line of a skipped event that goes on from the last piece is not blank.
@@ -275,6 +279,7 @@ class Framer:
             self._held = b""
             return Frames(data, spans, n)
         self._held = data[start:] if start else data
-        self._line = (line if 0 <= line <= n else n) - start
+        self._line = _LINE_UNKNOWN if line == _LINE_UNKNOWN else (
+            line if 0 <= line <= n else n) - start
         self._content_end = content_end - start
         return Frames(data, spans, start)
