@@ -27,6 +27,7 @@ DEFAULT_MAX_EVENT_BYTES: Final = 1 << 20
 BOM: Final = b"\xef\xbb\xbf"
 _LF: Final = 0x0A
 _CR: Final = 0x0D
+_LINE_UNKNOWN: Final = -2  # `Framer._line` not worked out yet
 
 Span = tuple[int, int, int]
 """(start, body_end, end) of one event in `Frames.data`: its first byte, the end of its last
@@ -93,12 +94,16 @@ class Framer:
 
     def feed(self, chunk: bytes) -> Frames:
         """Frame one more piece of the stream."""
-        held = self._held
-        if not chunk:
-            return Frames(held, [], 0)
         end = self.single(chunk)
         if end >= 0:
             return Frames(chunk, [(0, end, end + 2)], end + 2)
+        return self.frame(chunk)
+
+    def frame(self, chunk: bytes) -> Frames:
+        """`feed` for a caller that has just seen `single` fail on `chunk`."""
+        held = self._held
+        if not chunk:
+            return Frames(held, [], 0)
         pos = 0  # where in data the scan starts: a line start unless a held line goes on
         lead = False
         if self._fresh:
@@ -116,7 +121,7 @@ class Framer:
                 pos = len(held) + 1  # the "\n" completes the "\r\n" that ended a line
                 lead = not held and self._cr_span
         data = held + chunk if held else chunk
-        if not self._skipping and not self._cr and data.find(b"\r") < 0:
+        if not self._skipping and not self._cr and _CR not in data:  # an int: a memchr
             frames = self._feed_lf(data, pos)
         else:
             frames = self._feed_any(data, pos)
@@ -128,23 +133,24 @@ class Framer:
         within the size limit, "\\n"-framed, and the framer is idle, return its `body_end`
         (the framer stays idle, as `feed` would leave it); else -1, and `feed` is the way.
         Most pieces of a stream that is not under load are one event each."""
+        if self._held or self._fresh or self._cr or self._skipping:
+            return -1  # not idle: tested first, it spares the finds of a held stream's pieces
         n = len(chunk) - 2
         # One line and a blank line: the first "\n" is the one before the last byte, a "\n".
-        # One-byte finds are a memchr each.
+        # One-byte finds are a memchr each; `in` with an int is one without parsing arguments.
         if (n > 0 and chunk[-1] == _LF and chunk.find(b"\n") == n and n <= self._max
-                and not (self._held or self._fresh or self._cr or self._skipping)
-                and chunk.find(b"\r") < 0):
+                and _CR not in chunk):
             return n
         return -1
 
     def _single_named(self, chunk: bytes) -> int:
         """`_single_line` for a piece that is one whole event of exactly two lines."""
+        if self._held or self._fresh or self._cr or self._skipping:
+            return -1
         n = len(chunk) - 2
         first = chunk.find(b"\n")
         if (0 < first < n - 1 and chunk[-1] == _LF and chunk.find(b"\n", first + 1) == n
-                and n <= self._max
-                and not (self._held or self._fresh or self._cr or self._skipping)
-                and chunk.find(b"\r") < 0):
+                and n <= self._max and _CR not in chunk):
             return n
         return -1
 
@@ -177,8 +183,9 @@ class Framer:
                     end = -1
             if end < 0:
                 content_end = n - 1 if data[n - 1] == _LF else n
-                line = data.rfind(b"\n", start) + 1 or start
-                return self._hold(data, spans, start, content_end, line, False)
+                # Where its last line starts is needed only if a "\r" comes (`_feed_any`):
+                # found then, not on every piece that ends mid-event.
+                return self._hold(data, spans, start, content_end, _LINE_UNKNOWN, False)
             if end - start <= limit:
                 spans.append((start, end, end + 2))
             else:
@@ -201,6 +208,8 @@ class Framer:
         content_end = self._content_end
         if held:
             line = self._line if pos <= len(held) else pos
+            if line == _LINE_UNKNOWN:  # held by `_feed_lf`: no "\r" in it
+                line = held.rfind(b"\n") + 1
             scan = max(pos, len(held))
         else:
             # A line of a skipped event that goes on from the last piece is not blank.
@@ -270,6 +279,7 @@ class Framer:
             self._held = b""
             return Frames(data, spans, n)
         self._held = data[start:] if start else data
-        self._line = (line if 0 <= line <= n else n) - start
+        self._line = _LINE_UNKNOWN if line == _LINE_UNKNOWN else (
+            line if 0 <= line <= n else n) - start
         self._content_end = content_end - start
         return Frames(data, spans, start)

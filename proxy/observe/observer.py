@@ -56,42 +56,67 @@ class StreamObserver:
         self._semantics = semantics
         self._span: Callable[[bytes, int, int], int] = (
             self._named_span if semantics.named_events else self._data_span)
-        self._walk: Callable[[bytes], int] = (
-            self._walk_named if semantics.named_events else self._walk_data)
-        self._spans: Callable[[bytes, list[Span]], int] = (
-            self._named_spans if semantics.named_events else self._data_spans)
         self._clock = clock
         self._framer = Framer(max_event_bytes, named=semantics.named_events)
         self._single = self._framer.single  # bound once: called for every piece
-        self._limit = max_event_bytes
+        self._max_framed = max_event_bytes + 2  # an event within the limit and its "\n\n"
+        self._between = False  # the framer is idle (it changes only when fed or reset)
         self._fast_path = fast_path
         self._templates: list[EventTemplate] = []
         self._full_parses = 0
         self._learn_attempts = 0
-        self._hits = 0  # the deltas of the last walk's template hits
 
     def feed(self, data: bytes) -> None:
         """Take one piece of the response. A malformed event is counted, never raised; an
-        exception out of here is a bug, which the tap (`proxy.observe.tap`) contains."""
+        exception out of here is a bug, which the tap (`proxy.observe.tap`) contains.
+
+        The hot path, inline: a piece that is one whole event matching a template (most
+        pieces of a stream not under load), proved so by the template's `framed_at` match
+        alone, with the framer idle: no framing, no slicing, one match."""
+        if self._between:
+            for template in self._templates:
+                m = template.framed_at(data)
+                if m is not None and m.groups() == template.framed_fixed:
+                    end = m.end()
+                    if end > self._max_framed:
+                        break  # oversized: the framer skips and counts it
+                    if end != len(data):
+                        self._feed_rest(data, end, template.deltas)
+                        return
+                    obs = self.observation
+                    obs.events += 1
+                    deltas = template.deltas
+                    if deltas:
+                        obs.output_deltas += deltas
+                        now = self._clock()
+                        if obs.first_token_at is None:
+                            obs.first_token_at = now
+                        obs.last_token_at = now
+                    return
+        self._feed_rest(data, 0, 0)
+
+    def _feed_rest(self, data: bytes, pos: int, outputs: int) -> None:
+        """`feed` past its hot path: `data[:pos]` is one template hit with `outputs` deltas
+        (pos > 0), which more may follow; whatever is not a hit is framed."""
         obs = self.observation
-        end = self._single(data)
-        if end >= 0:
-            outputs = self._span(data, 0, end)
+        if pos:
+            obs.events += 1
+            obs.output_deltas += outputs
+            pos, more = self._walk(data, pos)
+            outputs += more
+            data = data[pos:] if pos < len(data) else b""
         else:
-            outputs = 0
+            end = self._single(data)
+            if end >= 0:  # one event, no template's
+                outputs = self._span(data, 0, end)
+                data = b""
+        if data:
             framer = self._framer
-            if self._templates and framer.idle:
-                # Whole template hits from the piece's start, framed by the templates' own
-                # matches; the framer, idle, takes the rest as it would have after them.
-                pos = self._walk(data)
-                if pos:
-                    outputs = self._hits
-                    data = data[pos:]
-            if data:
-                frames = framer.feed(data)
-                if frames.spans:
-                    outputs += self._spans(frames.data, frames.spans)
-                obs.oversized_events = framer.oversized
+            frames = framer.frame(data)
+            if frames.spans:
+                outputs += self._framed_spans(frames.data, frames.spans)
+            obs.oversized_events = framer.oversized
+            self._between = framer.idle
         if outputs:
             now = self._clock()
             if obs.first_token_at is None:
@@ -101,121 +126,58 @@ class StreamObserver:
     def close(self) -> Observation:
         """End of stream: an unterminated last event is dropped (as clients do)."""
         self._framer.reset()
+        self._between = False
         return self.observation
 
-    def _walk_data(self, data: bytes) -> int:
-        """How far the piece is, from its start, one-line `data: ` events each matching a
-        template and ended by "\\n\\n"; their deltas are counted (and left in `_hits`).
-        A template's line match proves its event has no "\\r" or "\\n", so each of these
-        events is exactly what the framer would find there."""
+    def _walk(self, data: bytes, pos: int) -> tuple[int, int]:
+        """How far the piece is, from `pos` (the end of a template hit), whole events each
+        matching a template by `framed_at`, and their deltas (counted). A hit proves its
+        event is exactly what the idle framer would find there (`EventTemplate.framed`);
+        the framer, idle, takes whatever follows as it would have after them."""
         templates = self._templates
-        find = data.find
         n = len(data)
-        limit = self._limit
-        pos = hits = deltas = 0
-        while True:
-            end = find(b"\n", pos)
-            if (end < 0 or end + 1 >= n or data[end + 1] != 0x0A or end - pos > limit
-                    or not data.startswith(b"data: ", pos)):
-                break
+        limit = self._max_framed
+        hits = deltas = 0
+        while pos < n:
             for template in templates:
-                m = template.line(data, pos + 6, end)
-                if m is not None and m.groups() == template.fixed:
-                    hits += 1
-                    deltas += template.deltas
+                m = template.framed_at(data, pos)
+                if m is not None and m.groups() == template.framed_fixed:
                     break
             else:
                 break
-            pos = end + 2
+            end = m.end()
+            if end - pos > limit:
+                break
+            hits += 1
+            deltas += template.deltas
+            pos = end
         if hits:
             obs = self.observation
             obs.events += hits
             obs.output_deltas += deltas
-        self._hits = deltas
-        return pos
+        return pos, deltas
 
-    def _walk_named(self, data: bytes) -> int:
-        """`_walk_data` for named events: an `event:` line and one `data:` line each, matched
-        whole by a template (which proves there is no other line break in them)."""
-        templates = self._templates
-        find = data.find
-        n = len(data)
-        limit = self._limit
-        pos = hits = deltas = 0
-        while True:
-            first = find(b"\n", pos)
-            if first < 0:
-                break
-            end = find(b"\n", first + 1)
-            if end < 0 or end + 1 >= n or data[end + 1] != 0x0A or end - pos > limit:
-                break
-            for template in templates:
-                m = template.line(data, pos, end)
-                if m is not None and m.groups() == template.line_fixed:
-                    hits += 1
-                    deltas += template.deltas
-                    break
-            else:
-                break
-            pos = end + 2
-        if hits:
-            obs = self.observation
-            obs.events += hits
-            obs.output_deltas += deltas
-        self._hits = deltas
-        return pos
-
-    def _data_spans(self, buf: bytes, spans: list[Span]) -> int:
-        """Interpret the events of one piece as framed: template hits are tried inline and
-        counted together, the rest go to `_data_span`."""
+    def _framed_spans(self, buf: bytes, spans: list[Span]) -> int:
+        """Interpret the events of one piece as framed: template hits (`framed`, which takes
+        the event with its "\\n\\n") are tried inline and counted together, the rest go to
+        `_span` (any other line ending is matched there)."""
         obs = self.observation
         templates = self._templates  # changed in place only: the loop sees every change
         outputs = hits = hit_deltas = 0
-        for start, body_end, _ in spans:
-            if buf.startswith(b"data: ", start):
-                for template in templates:
-                    m = template.line(buf, start + 6, body_end)
-                    if m is not None and m.groups() == template.fixed:
-                        hits += 1
-                        hit_deltas += template.deltas
-                        break
-                else:
-                    if hits:  # counted before anything is parsed: learning is budgeted by hits
-                        obs.events += hits
-                        obs.output_deltas += hit_deltas
-                        outputs += hit_deltas
-                        hits = hit_deltas = 0
-                    outputs += self._data_span(buf, start, body_end)
-            else:
-                if hits:
-                    obs.events += hits
-                    obs.output_deltas += hit_deltas
-                    outputs += hit_deltas
-                    hits = hit_deltas = 0
-                outputs += self._data_span(buf, start, body_end)
-        obs.events += hits
-        obs.output_deltas += hit_deltas
-        return outputs + hit_deltas
-
-    def _named_spans(self, buf: bytes, spans: list[Span]) -> int:
-        """`_data_spans` for named events: a template's line matcher takes the whole event."""
-        obs = self.observation
-        templates = self._templates
-        outputs = hits = hit_deltas = 0
-        for start, body_end, _ in spans:
+        for start, body_end, end in spans:
             for template in templates:
-                m = template.line(buf, start, body_end)
-                if m is not None and m.groups() == template.line_fixed:
+                m = template.framed(buf, start, end)
+                if m is not None and m.groups() == template.framed_fixed:
                     hits += 1
                     hit_deltas += template.deltas
                     break
             else:
-                if hits:
+                if hits:  # counted before anything is parsed: learning is budgeted by hits
                     obs.events += hits
                     obs.output_deltas += hit_deltas
                     outputs += hit_deltas
                     hits = hit_deltas = 0
-                outputs += self._data_span(buf, start, body_end)
+                outputs += self._span(buf, start, body_end)
         obs.events += hits
         obs.output_deltas += hit_deltas
         return outputs + hit_deltas

@@ -32,6 +32,13 @@ class EventTemplate(Protocol):
     """(buf, pos, endpos) -> match: `buf[pos:endpos]` is the rest of a framed event's one
     `data: ` line, or for an API with `named_events` the whole framed event (its `event:` line
     and one `data:` line); a match also proves the event has no other line."""
+    framed_fixed: tuple[bytes, ...]
+    """The fixed texts a `framed` or `framed_at` match must capture."""
+    framed: Matcher
+    """(buf[, pos, endpos]) -> match: `buf[pos:endpos]` is the whole event as `line` takes it
+    and the "\\n\\n" that ends it: from an idle framer, exactly one framed event."""
+    framed_at: Matcher
+    """(buf, pos) -> match: the same from `pos` to the match's end."""
 
 
 class Semantics(Protocol):

@@ -59,7 +59,8 @@ _PROBES: Final = {_INT: (b"987654321", 987654321), _TEXT: (b"\\u0001", "\x01")}
 class ResponsesTemplate:
     """One delta event's data with its variable values cut out."""
 
-    __slots__ = ("deltas", "fixed", "line", "line_fixed", "payload")
+    __slots__ = ("deltas", "fixed", "framed", "framed_at", "framed_fixed", "line", "line_fixed",
+                 "payload")
 
     def __init__(self, name: bytes, fixed: tuple[bytes, ...], kinds: tuple[bytes, ...],
                  deltas: int) -> None:
@@ -77,6 +78,12 @@ class ResponsesTemplate:
         which is cheaper than matching it; an event named otherwise is read the slow way,
         with the same result). No value may hold a line break here, nor may the fixed texts,
         so a match proves those are its only lines."""
+        self.framed_fixed = (*self.line_fixed[:-1], self.line_fixed[-1] + b"\n\n")
+        framed = _pattern(lengths, kinds, len(head), 2)
+        self.framed = framed.fullmatch
+        """(buf[, pos, endpos]) -> match: `line` with the blank line that ends the event."""
+        self.framed_at = framed.match
+        """(buf, pos) -> match: the same at `pos`, up to the match's end."""
 
     @classmethod
     def learn(cls, data: bytes, obj: dict[str, Any], deltas: int,
@@ -130,13 +137,16 @@ def _parses_to(parts: list[bytes], expected: dict[str, Any]) -> bool:
         return False
 
 
-@lru_cache(maxsize=64)
-def _pattern(lengths: tuple[int, ...], kinds: tuple[bytes, ...], head: int) -> re.Pattern[bytes]:
+@lru_cache(maxsize=96)
+def _pattern(lengths: tuple[int, ...], kinds: tuple[bytes, ...], head: int,
+             tail: int = 0) -> re.Pattern[bytes]:
     """`(F0) V1 (F1) ... Vk (Fk)` by the lengths of the fixed texts; with a `head` length, as
-    a whole event: its event and data field names first, no line break in a string value."""
+    a whole event: its event and data field names first, no line break in a string value;
+    with a `tail`, the blank line after it too."""
     body = _LINE_BODY if head else _BODY
     values = {_INT: _INT_VALUE, _TEXT: body, _OUTPUT: rb'(?!")' + body}
-    parts = [b"(.{%d})" % (head + lengths[0])]
-    for length, kind in zip(lengths[1:], kinds, strict=True):
-        parts += [values[kind], b"(.{%d})" % length]
+    last = len(lengths) - 1
+    parts = [b"(.{%d})" % (head + lengths[0] + (tail if last == 0 else 0))]
+    for i, (length, kind) in enumerate(zip(lengths[1:], kinds, strict=True), 1):
+        parts += [values[kind], b"(.{%d})" % (length + (tail if i == last else 0))]
     return re.compile(b"".join(parts), re.DOTALL)

@@ -44,11 +44,15 @@ Matcher = Callable[..., re.Match[bytes] | None]
 class Template:
     """A fully parsed plain content chunk with its variable strings cut out."""
 
-    __slots__ = ("_shape", "deltas", "fixed", "line", "line_fixed", "payload")
+    __slots__ = ("_shape", "deltas", "fixed", "framed", "framed_at", "framed_fixed", "line",
+                 "line_fixed", "payload")
 
     def __init__(self, fixed: tuple[bytes, ...], nonempty: tuple[bool, ...], deltas: int) -> None:
         self.fixed = fixed
         self.line_fixed = fixed  # what a `line` match captures: the same texts
+        framed = (b"data: " + fixed[0], *fixed[1:])
+        self.framed_fixed = (*framed[:-1], framed[-1] + b"\n\n")
+        """What a `framed` match captures: the event's field name and blank line too."""
         self.deltas = deltas
         """Choice deltas with output in a matching chunk."""
         self._shape = (tuple(map(len, fixed)), nonempty)
@@ -63,6 +67,14 @@ class Template:
         """(buf, pos, endpos) -> match: `buf[pos:endpos]` is the rest of a framed event's
         one `data: ` line (the framer gives the bounds). No body may hold a line break here,
         nor may the fixed texts, so a match also proves the event is that one line."""
+        self.framed: Matcher = self._first_framed
+        """(buf[, pos, endpos]) -> match: `buf[pos:endpos]` is the whole event, `data: ` to
+        the blank line ending it, "\\n\\n"; a match proves it is one such line, so from an
+        idle framer it is exactly the event the framer would find (the fast path of a piece
+        that is one event: no framing, no slicing)."""
+        self.framed_at: Matcher = self._first_framed_at
+        """(buf, pos) -> match: the same at `pos`, up to the match's end (a walk through a
+        piece of several events)."""
 
     def _first_payload(self, data: bytes) -> re.Match[bytes] | None:
         if not data.startswith(self.fixed[0]):
@@ -78,9 +90,26 @@ class Template:
         self._compile()
         return self.line(buf, pos, endpos)
 
+    def _first_framed(
+        self, buf: bytes, pos: int = 0, endpos: int = sys.maxsize
+    ) -> re.Match[bytes] | None:
+        if not buf.startswith(self.framed_fixed[0], pos, endpos):
+            return None
+        self._compile()
+        return self.framed(buf, pos, endpos)
+
+    def _first_framed_at(self, buf: bytes, pos: int = 0) -> re.Match[bytes] | None:
+        if not buf.startswith(self.framed_fixed[0], pos):
+            return None
+        self._compile()
+        return self.framed_at(buf, pos)
+
     def _compile(self) -> None:
         self.payload = _pattern(*self._shape, line=False).fullmatch
         self.line = _pattern(*self._shape, line=True).fullmatch
+        framed = _pattern(*self._shape, line=True, framed=True)
+        self.framed = framed.fullmatch
+        self.framed_at = framed.match
 
     @classmethod
     def learn(cls, data: bytes, deltas: int, max_bytes: int) -> Template | None:
@@ -106,16 +135,20 @@ class Template:
         return cls(tuple(fixed), tuple(nonempty), deltas)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=96)
 def _pattern(
-    lengths: tuple[int, ...], nonempty: tuple[bool, ...], *, line: bool
+    lengths: tuple[int, ...], nonempty: tuple[bool, ...], *, line: bool, framed: bool = False
 ) -> re.Pattern[bytes]:
     """`(F0) S1 (F1) ... Sk (Fk)` by the lengths of the fixed texts; `line`: no line break in
-    a body (the data of one line)."""
+    a body (the data of one line); `framed`: F0 with `data: ` before it, Fk with the "\\n\\n"
+    after it."""
     body = _LINE_BODY if line else _BODY
-    parts = [b"(.{%d})" % lengths[0]]
-    for length, must in zip(lengths[1:], nonempty, strict=True):
-        parts += [_NONEMPTY if must else b"", body, b"(.{%d})" % length]
+    head, tail = (6, 2) if framed else (0, 0)
+    last = len(lengths) - 1
+    parts = [b"(.{%d})" % (head + lengths[0] + (tail if last == 0 else 0))]
+    for i, (length, must) in enumerate(zip(lengths[1:], nonempty, strict=True), 1):
+        parts += [_NONEMPTY if must else b"", body,
+                  b"(.{%d})" % (length + (tail if i == last else 0))]
     return re.compile(b"".join(parts), re.DOTALL)
 
 

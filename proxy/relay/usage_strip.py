@@ -28,6 +28,11 @@ USAGE_NULL: Final = b',"usage":null'
 """The member include_usage adds to every chunk but the usage chunk, in Azure's exact bytes."""
 _USAGE_NULL_END: Final = USAGE_NULL + b"}"
 _USAGE_NULL_LINE_END: Final = _USAGE_NULL_END + b"\n\n"
+_OBJECT_END: Final = b"}\n\n"
+_DATA_OBJECT: Final = b"data: {"
+_USAGE_NULL_NEXT: Final = _USAGE_NULL_LINE_END + _DATA_OBJECT
+_LF: Final = 0x0A
+_CR: Final = 0x0D
 # `"usage"` followed by an object: the only events parsed, to find the usage chunk.
 _USAGE_OBJECT: Final = re.compile(rb'"usage"[ \t\r\n]*:[ \t\r\n]*\{')
 
@@ -35,40 +40,58 @@ _USAGE_OBJECT: Final = re.compile(rb'"usage"[ \t\r\n]*:[ \t\r\n]*\{')
 class UsageStripper:
     """Rewrites one injected stream; `feed` each piece, `flush` at the end."""
 
-    __slots__ = ("_drop_lead", "_framer")
+    __slots__ = ("_between", "_drop_lead", "_framer", "_max_framed")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._framer = Framer(max_event_bytes)
         # The last piece ended in the "\r" of a removed event's blank line: a "\n" opening the
-        # next piece completes that "\r\n" and goes with the event.
+        # next piece completes that "\r\n" and goes with the event. (Only a framed piece can
+        # end so, and leaves the framer not idle: the fast paths never see that state.)
         self._drop_lead = False
+        self._between = False  # the framer is idle (it changes only when fed or reset)
+        self._max_framed = max_event_bytes + 2  # a whole event within the limit, "\n\n" too
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to send now for this piece."""
-        if not chunk:
-            return b""
-        end = self._framer.single(chunk)
-        if end >= 0:  # one whole one-line event: the usual piece
-            self._drop_lead = False
-            if chunk.startswith(b"data: {") and chunk.endswith(_USAGE_NULL_LINE_END):
-                return chunk[: end - len(_USAGE_NULL_END)] + b"}\n\n"  # every injected chunk
-            cut = _removal(chunk, (0, end, end + 2))
-            return chunk if cut is None else chunk[: cut[0]] + chunk[cut[1] :]
-        framer = self._framer
-        if framer.idle and chunk.find(b"\r") < 0:
-            # A busy stream's piece: whole one-line events, walked here; the framer, idle,
-            # takes whatever follows them as it would have after them.
-            self._drop_lead = False
-            pos, out = _walk(chunk, framer.max_event_bytes)
-            if pos == len(chunk):
-                return out[0] if len(out) == 1 else b"".join(out)
-            if pos:
-                return b"".join(out) + self._framed(chunk[pos:])
+        if self._between:
+            # The usual piece: one whole `data: {...,"usage":null}` line and its blank line.
+            # `removesuffix` tests and cuts in one call; `in` with an int is a memchr.
+            line = chunk.removesuffix(_USAGE_NULL_LINE_END)
+            if (line is not chunk and _LF not in line and _CR not in line
+                    and line[:7] == _DATA_OBJECT and len(chunk) <= self._max_framed):
+                return line + _OBJECT_END
+            return self._walked(chunk)
+        return self._framed(chunk)
+
+    def _walked(self, chunk: bytes) -> bytes:
+        """A piece from an idle framer: its leading run of whole one-line `data: {` events
+        each ending in the injected member, rewritten at once, the rest framed.
+
+        Split at every `,"usage":null}\\n\\n` (which cannot overlap itself), the parts
+        before the last are those events without it exactly when the piece opens with
+        `data: {`, no part holds a line break, and every split but one that the last part
+        does not open like that is followed by `data: {`. Each is then one line, ended by
+        "\\n\\n", as the framer would find it, and loses the member as `_removal` says; the
+        last part is what follows them, for the framer (idle, as it would be after them)."""
+        if _CR not in chunk and len(chunk) <= self._max_framed:
+            parts = chunk.split(_USAGE_NULL_LINE_END)
+            runs = len(parts) - 1
+            if runs and chunk[:7] == _DATA_OBJECT:
+                tail = parts[-1]
+                parts[-1] = b""
+                if (_LF not in b"".join(parts) and chunk.count(_USAGE_NULL_NEXT)
+                        == runs - 1 + (tail[:7] == _DATA_OBJECT)):
+                    out = _OBJECT_END.join(parts)
+                    return out + self._framed(tail) if tail else out
         return self._framed(chunk)
 
     def _framed(self, chunk: bytes) -> bytes:
         """`feed` for any piece, by the framer's spans."""
-        frames = self._framer.feed(chunk)
+        if not chunk:
+            return b""
+        framer = self._framer
+        frames = framer.feed(chunk)
+        self._between = framer.idle
         data, settled = frames.data, frames.settled
         skip_lead = frames.lead and self._drop_lead
         self._drop_lead = False
@@ -80,12 +103,13 @@ class UsageStripper:
             return data
         out: list[bytes] = []
         cursor = 1 if skip_lead else 0
+        no_cr = _CR not in data  # once, not a find per event
         for span in spans:
             start, body_end, end = span
             if (data.endswith(_USAGE_NULL_END, start, body_end)
-                    and data.startswith(b"data: {", start)
+                    and data.startswith(_DATA_OBJECT, start)
                     and data.find(b"\n", start, body_end) < 0
-                    and data.find(b"\r", start, body_end) < 0):
+                    and (no_cr or data.find(b"\r", start, body_end) < 0)):
                 # One `data: {...}` line: every injected chunk (as in `_removal`, inline).
                 out.append(data[cursor : body_end - len(_USAGE_NULL_END)])
                 cursor = body_end - 1
@@ -105,32 +129,8 @@ class UsageStripper:
         """End of stream: the incomplete tail the framer held, unchanged."""
         frames = self._framer.feed(b"")
         self._framer.reset()
-        self._drop_lead = False
+        self._drop_lead = self._between = False
         return frames.data[frames.settled :]
-
-
-def _walk(data: bytes, limit: int) -> tuple[int, list[bytes]]:
-    """How far `data` (no "\\r" in it, framed from an idle framer) is events that the rules
-    below either leave or strip of their member inline, and the parts of `data[:pos]`
-    rewritten. Each is
-    one line ended by "\\n\\n", as the framer would find it there; an event with a `"usage"`
-    other than that member ends the walk (the usage chunk: `_removal` decides)."""
-    find = data.find
-    n = len(data)
-    out: list[bytes] = []
-    pos = cursor = 0
-    while True:
-        end = find(b"\n", pos)
-        if end < 0 or end + 1 >= n or data[end + 1] != 0x0A or end - pos > limit or end == pos:
-            break
-        if data.endswith(_USAGE_NULL_END, pos, end) and data.startswith(b"data: {", pos):
-            out.append(data[cursor : end - len(_USAGE_NULL_END)])
-            cursor = end - 1
-        elif data.rfind(b'"usage"', pos, end) >= 0:
-            break
-        pos = end + 2
-    out.append(data[cursor:pos])
-    return pos, out
 
 
 def _removal(data: bytes, span: Span) -> tuple[int, int] | None:

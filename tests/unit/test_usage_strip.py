@@ -293,3 +293,28 @@ def test_walked_pieces_hand_any_odd_event_to_the_framer(odd: bytes) -> None:
     expected = b"".join(strip([e], 128) for e in [*events[:2], odd, *events[2:]])
     assert strip([stream], 128) == expected
     assert strip([events[0], b"".join([events[1], odd, *events[2:]])], 128) == expected
+
+
+_WALKED_EVENTS = [
+    b'data: {"choices":[{"delta":{"content":"a"},"index":0}],"usage":null}\n\n',
+    b'data: {"choices":[{"delta":{"content":"b\\n"},"index":0}],"usage":null}\n\n',
+    b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n',  # the usage chunk
+    b'data: [1,"usage":null}\n\n',  # its data no object: stays
+    b'event: x\ndata: {"a":1,"usage":null}\n\n',  # two lines
+    b'data: {"a":1}\ndata: {"b":2,"usage":null}\n\n',  # two data lines
+    b'data: {"a":1,"usage":null}\n\n\n\n',  # blank lines after it
+    b'data: {"a":"\\"usage\\":null}","usage":null}\n\n',  # the member's look-alike inside
+    b"data: [DONE]\n\n",
+    b'data: {"a":1,"usage":null}\n',  # unterminated: held
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(range(len(_WALKED_EVENTS))), min_size=1, max_size=12))
+def test_a_piece_of_whole_events_after_the_first_strips_event_by_event(kinds: list[int]) -> None:
+    """The pieces `feed` rewrites at once (from an idle framer) strip as each event alone."""
+    primer = _WALKED_EVENTS[0]
+    events = [_WALKED_EVENTS[kind] for kind in kinds]
+    expected = strip([primer, *events])  # every event its own piece
+    assert strip([primer, b"".join(events)]) == expected
+    assert strip([primer + primer, b"".join(events)]) == strip([primer, primer, *events])
