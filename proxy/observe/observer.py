@@ -23,7 +23,6 @@ this module decides which bytes to parse and when.
 
 from __future__ import annotations
 
-import json
 import time
 import zlib
 from collections.abc import Callable
@@ -239,7 +238,7 @@ class StreamObserver:
         obs = self.observation
         self._full_parses += 1
         try:
-            obj = json.loads(data)
+            obj = loads(data)
         except (ValueError, RecursionError):  # ValueError covers UnicodeDecodeError
             obs.parse_errors += 1
             return 0
