@@ -16,7 +16,6 @@ event.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,15 +53,13 @@ class Framer:
     """Frames an SSE byte stream piece by piece; see the module docstring."""
 
     __slots__ = ("_content_end", "_cr", "_cr_span", "_fresh", "_held", "_line", "_max",
-                 "_named", "_skip_open", "_skipping", "oversized", "single")
+                 "_named", "_skip_open", "_skipping", "oversized")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, *,
                  named: bool = False) -> None:
         """`named`: the stream's events are usually two lines, an `event:` line and a `data:`
         line (the Responses API's); only the fast paths differ, never the framing."""
         self._named = named
-        self.single: Callable[[bytes], int] = self._single_named if named else self._single_line
-        """The hot path (`_single_line`, `_single_named`): bound once per framer."""
         self.oversized = 0
         """Events skipped because they were larger than `max_event_bytes`."""
         self._max = max_event_bytes
@@ -127,6 +124,12 @@ class Framer:
             frames = self._feed_any(data, pos)
         frames.lead = lead
         return frames
+
+    def single(self, chunk: bytes) -> int:
+        """The hot path (`_single_line`, `_single_named`). Chosen per call, not bound once
+        into an attribute: a bound method stored on its own object is a reference cycle, and
+        every finished stream's framer would wait for the cyclic collector."""
+        return self._single_named(chunk) if self._named else self._single_line(chunk)
 
     def _single_line(self, chunk: bytes) -> int:
         """The hot path, without allocating: if `chunk` is exactly one whole one-line event

@@ -37,7 +37,15 @@ from proxy.observe.sse import parse_event
 __all__ = ["StreamObserver", "observe_json"]
 
 class StreamObserver:
-    """Observes one SSE response, piece by piece."""
+    """Observes one SSE response, piece by piece.
+
+    No bound method of its own is stored on it (nor on its framer): that would be a reference
+    cycle, and each finished stream's observer would wait for the cyclic collector, which a
+    serving process runs rarely (`proxy/runtime/process_tuning.py`)."""
+
+    __slots__ = ("_between", "_clock", "_fast_path", "_framer", "_full_parses",
+                 "_learn_attempts", "_max_framed", "_named", "_semantics", "_templates",
+                 "observation")
 
     _MAX_TEMPLATES: Final = 4  # enough for n=4 choices interleaving
     _MAX_TEMPLATE_BYTES: Final = 16 << 10
@@ -53,11 +61,9 @@ class StreamObserver:
         """`fast_path=False` parses every event in full (tests compare the two paths)."""
         self.observation = Observation()
         self._semantics = semantics
-        self._span: Callable[[bytes, int, int], int] = (
-            self._named_span if semantics.named_events else self._data_span)
+        self._named = semantics.named_events
         self._clock = clock
         self._framer = Framer(max_event_bytes, named=semantics.named_events)
-        self._single = self._framer.single  # bound once: called for every piece
         self._max_framed = max_event_bytes + 2  # an event within the limit and its "\n\n"
         self._between = False  # the framer is idle (it changes only when fed or reset)
         self._fast_path = fast_path
@@ -105,7 +111,7 @@ class StreamObserver:
             outputs += more
             data = data[pos:] if pos < len(data) else b""
         else:
-            end = self._single(data)
+            end = self._framer.single(data)
             if end >= 0:  # one event, no template's
                 outputs = self._span(data, 0, end)
                 data = b""
@@ -126,7 +132,15 @@ class StreamObserver:
         """End of stream: an unterminated last event is dropped (as clients do)."""
         self._framer.reset()
         self._between = False
+        self.release()
         return self.observation
+
+    def release(self) -> None:
+        """Let go of the learned templates, so nothing of this stream waits for the cyclic
+        collector (`Template.release`). No more events are matched by template after it."""
+        for template in self._templates:
+            template.release()
+        self._templates.clear()
 
     def _walk(self, data: bytes, pos: int) -> tuple[int, int]:
         """How far the piece is, from `pos` (the end of a template hit), whole events each
@@ -181,6 +195,11 @@ class StreamObserver:
         obs.output_deltas += hit_deltas
         return outputs + hit_deltas
 
+    def _span(self, buf: bytes, start: int, body_end: int) -> int:
+        if self._named:
+            return self._named_span(buf, start, body_end)
+        return self._data_span(buf, start, body_end)
+
     def _data_span(self, buf: bytes, start: int, body_end: int) -> int:
         """Interpret the event framed at `buf[start:body_end]`; return its choice deltas with
         output. The hot path: every ordinary content chunk of every stream comes here."""
@@ -230,7 +249,7 @@ class StreamObserver:
             return 0
         if data.startswith(b"[DONE]"):  # openai-python's test: a prefix match
             obs.done = True
-            self._templates.clear()  # so nothing after it matches one
+            self.release()  # so nothing after it matches one
             return 0
         return self._parse(data)
 
@@ -251,8 +270,10 @@ class StreamObserver:
         if semantics.learnable(obj, outputs) and self._may_learn():
             template = semantics.template(data, obj, outputs, self._MAX_TEMPLATE_BYTES)
             if template is not None:
-                self._templates.insert(0, template)
-                del self._templates[self._MAX_TEMPLATES :]
+                templates = self._templates
+                templates.insert(0, template)
+                if len(templates) > self._MAX_TEMPLATES:
+                    templates.pop().release()
         return outputs
 
     def _may_learn(self) -> bool:

@@ -40,6 +40,9 @@ class EventTemplate(Protocol):
     framed_at: Matcher
     """(buf, pos) -> match: the same from `pos` to the match's end."""
 
+    def release(self) -> None:
+        """The stream is over: drop whatever would keep the template in a reference cycle."""
+
 
 class Semantics(Protocol):
     named_events: bool

@@ -85,6 +85,9 @@ class ResponsesTemplate:
         self.framed_at = framed.match
         """(buf, pos) -> match: the same at `pos`, up to the match's end."""
 
+    def release(self) -> None:
+        """Nothing to drop: the matchers are the compiled patterns' own (no cycle)."""
+
     @classmethod
     def learn(cls, data: bytes, obj: dict[str, Any], deltas: int,
               max_bytes: int) -> ResponsesTemplate | None:

@@ -8,6 +8,7 @@ first such exception once, counts it as one parse error and stops observing that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from multidict import CIMultiDictProxy
@@ -61,6 +62,8 @@ class StreamTap(ResponseTap):
                 self._broken = True
         observation = self._observer.observation
         observation.parse_errors += 1
+        with contextlib.suppress(Exception):
+            self._observer.release()
         return observation
 
 

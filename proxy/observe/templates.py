@@ -76,6 +76,11 @@ class Template:
         """(buf, pos) -> match: the same at `pos`, up to the match's end (a walk through a
         piece of several events)."""
 
+    def release(self) -> None:
+        """The stream is over: drop the matchers. The stand-ins are bound methods of this
+        template, a reference cycle that would otherwise wait for the cyclic collector."""
+        self.payload = self.line = self.framed = self.framed_at = _no_match
+
     def _first_payload(self, data: bytes) -> re.Match[bytes] | None:
         if not data.startswith(self.fixed[0]):
             return None  # as the real matcher, whose first group would differ
@@ -133,6 +138,10 @@ class Template:
             cursor = end
         fixed.append(data[cursor:])
         return cls(tuple(fixed), tuple(nonempty), deltas)
+
+
+def _no_match(*_: object) -> None:
+    """A released template's matcher."""
 
 
 @lru_cache(maxsize=96)
