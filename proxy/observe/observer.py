@@ -319,7 +319,9 @@ def observe_json(
 def _decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes | None:
     if len(body) > max_bytes:
         return None
-    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+    if not content_encoding:
+        return body  # the usual answer: nothing to undo
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
     for coding in reversed(codings):  # listed in the order they were applied
         if coding in ("", "identity"):
             continue

@@ -204,6 +204,10 @@ def flagged(results: Any) -> set[str]:
     if not isinstance(results, dict):
         return found
     for name, verdict in results.items():
+        # The usual verdict, `{"filtered": false, "severity": ...}`, without a call.
+        if type(verdict) is dict and verdict.get("filtered") is False \
+                and "details" not in verdict:
+            continue
         if name != "error" and _is_filtered(verdict):
             found.add(name if name in FILTER_CATEGORIES else OTHER)
     return found
