@@ -50,9 +50,10 @@ class Template:
     def __init__(self, fixed: tuple[bytes, ...], nonempty: tuple[bool, ...], deltas: int) -> None:
         self.fixed = fixed
         self.line_fixed = fixed  # what a `line` match captures: the same texts
-        framed = (b"data: " + fixed[0], *fixed[1:])
-        self.framed_fixed = (*framed[:-1], framed[-1] + b"\n\n")
-        """What a `framed` match captures: the event's field name and blank line too."""
+        # The framed patterns match `data: ` and the closing "\n\n" outside their groups,
+        # so they capture the same texts: no second copy of them per template.
+        self.framed_fixed = fixed
+        """What a `framed` match captures."""
         self.deltas = deltas
         """Choice deltas with output in a matching chunk."""
         self._shape = (tuple(map(len, fixed)), nonempty)
@@ -98,13 +99,14 @@ class Template:
     def _first_framed(
         self, buf: bytes, pos: int = 0, endpos: int = sys.maxsize
     ) -> re.Match[bytes] | None:
-        if not buf.startswith(self.framed_fixed[0], pos, endpos):
+        if not (buf.startswith(b"data: ", pos, endpos)
+                and buf.startswith(self.fixed[0], pos + 6, endpos)):
             return None
         self._compile()
         return self.framed(buf, pos, endpos)
 
     def _first_framed_at(self, buf: bytes, pos: int = 0) -> re.Match[bytes] | None:
-        if not buf.startswith(self.framed_fixed[0], pos):
+        if not (buf.startswith(b"data: ", pos) and buf.startswith(self.fixed[0], pos + 6)):
             return None
         self._compile()
         return self.framed_at(buf, pos)
@@ -149,15 +151,14 @@ def _pattern(
     lengths: tuple[int, ...], nonempty: tuple[bool, ...], *, line: bool, framed: bool = False
 ) -> re.Pattern[bytes]:
     """`(F0) S1 (F1) ... Sk (Fk)` by the lengths of the fixed texts; `line`: no line break in
-    a body (the data of one line); `framed`: F0 with `data: ` before it, Fk with the "\\n\\n"
-    after it."""
+    a body (the data of one line); `framed`: `data: ` before F0 and "\\n\\n" after Fk, matched
+    outside the groups (the groups capture the fixed texts alone either way)."""
     body = _LINE_BODY if line else _BODY
-    head, tail = (6, 2) if framed else (0, 0)
-    last = len(lengths) - 1
-    parts = [b"(.{%d})" % (head + lengths[0] + (tail if last == 0 else 0))]
-    for i, (length, must) in enumerate(zip(lengths[1:], nonempty, strict=True), 1):
-        parts += [_NONEMPTY if must else b"", body,
-                  b"(.{%d})" % (length + (tail if i == last else 0))]
+    parts = [b"data: " if framed else b"", b"(.{%d})" % lengths[0]]
+    for length, must in zip(lengths[1:], nonempty, strict=True):
+        parts += [_NONEMPTY if must else b"", body, b"(.{%d})" % length]
+    if framed:
+        parts.append(b"\n\n")
     return re.compile(b"".join(parts), re.DOTALL)
 
 
