@@ -121,6 +121,8 @@ class UpstreamConn:
         self.peer_closed = asyncio.Event()
         self.sent = 0
         """Bytes written to the peer (what the kernel accepted; drained writes)."""
+        self.last_request = False
+        """The request being answered is the connection's last: `send_head` says so."""
         self._reader = reader
         self._writer = writer
         self._buf = bytearray()
@@ -211,6 +213,11 @@ class UpstreamConn:
         code = status if isinstance(status, bytes) else str(status).encode()
         lines = [b"HTTP/1.1 " + code + b" " + reason]
         lines += [f"{k}: {v}".encode("latin-1") for k, v in headers]
+        if self.last_request:
+            # A server that closes after this response announces it (RFC 9112 9.6); unannounced,
+            # the proxy may already have sent the next request on the connection, and a proxy
+            # must not retry a POST by itself (RFC 9110 9.2.2), so that request would fail.
+            lines.append(b"Connection: close")
         if chunked:
             lines.append(b"Transfer-Encoding: chunked")
         return await self.send(b"\r\n".join(lines) + b"\r\n\r\n")
@@ -337,7 +344,8 @@ class RawUpstream:
         conn = UpstreamConn(len(self.conns), reader, writer)
         self.conns.append(conn)
         try:
-            for _ in range(self._max_requests):
+            for number in range(1, self._max_requests + 1):
+                conn.last_request = number == self._max_requests
                 head = await conn.read_until(b"\r\n\r\n")
                 if head is None:
                     break
