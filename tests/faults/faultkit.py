@@ -212,8 +212,9 @@ class UpstreamConn:
                         chunked: bool = True, reason: bytes = b"OK") -> bool:
         code = status if isinstance(status, bytes) else str(status).encode()
         lines = [b"HTTP/1.1 " + code + b" " + reason]
+        headers = list(headers)
         lines += [f"{k}: {v}".encode("latin-1") for k, v in headers]
-        if self.last_request:
+        if self.last_request and all(k.lower() != "connection" for k, _ in headers):
             # A server that closes after this response announces it (RFC 9112 9.6); unannounced,
             # the proxy may already have sent the next request on the connection, and a proxy
             # must not retry a POST by itself (RFC 9110 9.2.2), so that request would fail.

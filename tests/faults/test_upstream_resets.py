@@ -15,6 +15,8 @@ from tests.faults.faultkit import (
     STREAM_BODY_WITH_USAGE,
     RawClient,
     RawRequest,
+    RawUpstream,
+    answer_ok,
     assert_azure_error,
     chunk_event,
     eventually,
@@ -129,3 +131,26 @@ async def test_reset_before_the_headers_is_an_azure_shaped_502(
     await client.aclose()
     assert total(proxy.registry, "aoai_proxy_upstream_errors_total", error_type="reset") == 1
     assert total(proxy.registry, "aoai_proxy_requests_total", status_code="502") == 1
+
+
+async def test_an_upstream_closing_after_each_answer_gets_each_request_on_a_new_connection(
+        start_proxy: Callable[..., Awaitable[Running]]) -> None:
+    """Announced with `Connection: close`, as a server must (RFC 9112 9.6): the proxy never
+    sends the next request on that connection, so none fails (and none is retried), even when
+    the next request is already waiting as the answer arrives (pipelined by the client)."""
+    upstream = await RawUpstream(answer_ok, max_requests_per_conn=1).start()
+    try:
+        proxy = await start_proxy(upstream.url)
+        request = request_bytes("POST", CHAT_PATH, body=STREAM_BODY, close=False)
+        for _ in range(5):
+            client = await RawClient.connect(port_of(proxy.url))
+            await client.send(request + request)
+            received = b""
+            async with asyncio.timeout(5):
+                while received.count(b'{"ok":true}') < 2 and not client.eof:
+                    received += await client.read_some(5)
+            assert received.count(b"HTTP/1.1 200 ") == 2, received
+            await client.aclose()
+        assert len(upstream.requests) == len(upstream.conns) == 10
+    finally:
+        await upstream.close()
