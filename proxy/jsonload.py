@@ -1,7 +1,7 @@
 """JSON parsing for the bytes the proxy reads: orjson where it can, `json` for the rest.
 
-orjson parses our bodies and chunks 3-5x faster than `json` (bench/README.md, "The per-request
-path"), and a non-stream answer is parsed once per request. It is stricter than `json`: it
+orjson parses our bodies and chunks 3-5x faster than `json` (bench/README.md, "Second
+pass"), and a non-stream answer is parsed once per request. It is stricter than `json`: it
 refuses NaN and Infinity, lone surrogates, a byte order mark and anything not UTF-8. Whatever it
 refuses goes to `json.loads`, so whatever `json` parses parses, to the same values, with one
 exception: an integer beyond 64 bits comes back as a float (orjson reads it so rather than

@@ -136,21 +136,17 @@ async def relay(
     del headers, extra_headers
     try:
         await response.prepare(request)
-        if whole is not None:
-            # The body is complete and nothing more will come: headers and body leave in
-            # one write, without the relay loop.
-            await response.write_eof()
-            if whole:
-                ex.first_byte_at = clock()
-            tap.feed(whole)
-            upstream.release()
-            return response
         if prefetched is not None:
             await _write(response, ex, prefetched, clock)
             tap.feed(prefetched)
-        # After a prefetched start, whatever of the body was not read yet (usually nothing).
-        await _pump(upstream, response, ex, tap, rewrite, clock, watch, idle)
+        if whole is None:
+            # After a prefetched start, whatever of the body was not read yet (usually nothing).
+            await _pump(upstream, response, ex, tap, rewrite, clock, watch, idle)
+        # A whole body leaves here, with the headers, in one write: no relay loop for it.
         await response.write_eof()
+        if whole:
+            ex.first_byte_at = clock()
+            tap.feed(whole)
     except ConnectionResetError:
         # A write to the client failed before aiohttp noticed the connection was gone: return
         # rather than raise (aiohttp would log a raised one as an unhandled error).
