@@ -25,6 +25,16 @@ LOAD_CPU = "1"
 """CPU shared by the simulator and the load generator (this process)."""
 
 
+def short_path(path: str) -> str:
+    """A source file as a report names it: `.../site-packages/aiohttp/web_protocol.py` ->
+    `aiohttp/web_protocol.py`, the standard library's from its package, ours from ROOT."""
+    for marker in ("site-packages/", "lib/python3", str(ROOT) + "/"):
+        if marker in path:
+            tail = path.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "lib/python3" else tail
+    return path
+
+
 def can_pin() -> bool:
     return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
 

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from .latency import s1_latency
-from .procs import LOAD_CPU, ROOT, pin_self, raise_nofile
+from .procs import LOAD_CPU, ROOT, pin_self, raise_nofile, short_path
 from .scenarios import s2_throughput, s4_requests
 from .sizes import FULL
 from .targets import TargetSpec, running, simulator
@@ -46,19 +46,10 @@ def parse_collapsed(text: str) -> list[tuple[list[tuple[str, str]], int]]:
         for raw in stack.split(";"):
             match = _FRAME.match(raw)
             if match is not None:
-                frames.append((match["func"], _short(match["file"])))
+                frames.append((match["func"], short_path(match["file"])))
         if frames:
             stacks.append((frames, int(count)))
     return stacks
-
-
-def _short(path: str) -> str:
-    """`.../site-packages/aiohttp/web_protocol.py` -> `aiohttp/web_protocol.py`."""
-    for marker in ("site-packages/", "lib/python3", str(ROOT) + "/"):
-        if marker in path:
-            tail = path.split(marker, 1)[1]
-            return tail.split("/", 1)[1] if marker == "lib/python3" else tail
-    return path
 
 
 def summarise(stacks: list[tuple[list[tuple[str, str]], int]], top: int = 15) -> str:

@@ -42,6 +42,7 @@ from .procs import (
     free_port,
     pin_self,
     raise_nofile,
+    short_path,
     spawn,
     wait_listening,
 )
@@ -168,7 +169,7 @@ def _report(idle: tracemalloc.Snapshot, full: tracemalloc.Snapshot, n: int, top:
     for stat in sorted(stats, key=lambda s: -s.size_diff)[:top]:
         frame = stat.traceback[0]
         print(f"  {stat.size_diff / n:8.0f} B {stat.count_diff / n:6.2f}  "
-              f"{_short(frame.filename)}:{frame.lineno}")
+              f"{short_path(frame.filename)}:{frame.lineno}")
     print("\nby the innermost frame in proxy/ (bytes / blocks per stream):")
     for (where, size, count) in _by_proxy_frame(idle, full)[:top]:
         print(f"  {size / n:8.0f} B {count / n:6.2f}  {where}")
@@ -183,7 +184,7 @@ def _report_garbage(full: tracemalloc.Snapshot, before_gc: tracemalloc.Snapshot,
     for stat in sorted(stats, key=lambda s: -s.size_diff)[:top // 2]:
         frame = stat.traceback[0]
         print(f"  {stat.size_diff / n:8.0f} B {stat.count_diff / n:6.2f}  "
-              f"{_short(frame.filename)}:{frame.lineno}")
+              f"{short_path(frame.filename)}:{frame.lineno}")
     print("  by the innermost frame in proxy/:")
     for (where, size, count) in _by_proxy_frame(full, before_gc)[:top // 2]:
         print(f"  {size / n:8.0f} B {count / n:6.2f}  {where}")
@@ -206,22 +207,16 @@ def _proxy_frame(traceback: tracemalloc.Traceback) -> str:
     called from the event loop, e.g. aiohttp's protocol callbacks)."""
     for frame in reversed(traceback):  # tracemalloc sorts from the oldest frame
         if _own(frame.filename):
-            return f"{_short(frame.filename)}:{frame.lineno}"
-    return f"(loop) {_short(traceback[-1].filename)}:{traceback[-1].lineno}"
+            return f"{short_path(frame.filename)}:{frame.lineno}"
+    return f"(loop) {short_path(traceback[-1].filename)}:{traceback[-1].lineno}"
 
 
 def _own(path: str) -> bool:
     """The repository's code, minus what only starts the server and its loop."""
+    # A venv inside the repository (the README's) holds the dependencies: not ours.
     return path.startswith(str(ROOT)) and not any(
-        part in path for part in ("/bench/", "/proxy/__main__.py", "/proxy/runtime/"))
-
-
-def _short(path: str) -> str:
-    for marker in (str(ROOT) + "/", "site-packages/", "lib/python3."):
-        if marker in path:
-            tail = path.split(marker, 1)[1]
-            return tail.split("/", 1)[1] if marker == "lib/python3." else tail
-    return path
+        part in path for part in ("/site-packages/", "/bench/", "/proxy/__main__.py",
+                                  "/proxy/runtime/"))
 
 
 def _sites(directory: Path, n: int) -> tuple[defaultdict[str, float], defaultdict[str, float]]:
@@ -232,7 +227,7 @@ def _sites(directory: Path, n: int) -> tuple[defaultdict[str, float], defaultdic
     counts: defaultdict[str, float] = defaultdict(float)
     for stat in full.compare_to(idle, "lineno"):
         frame = stat.traceback[0]
-        where = f"{_short(frame.filename)}:{frame.lineno}"
+        where = f"{short_path(frame.filename)}:{frame.lineno}"
         sizes[where] += stat.size_diff / n
         counts[where] += stat.count_diff / n
     return sizes, counts
