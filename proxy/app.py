@@ -10,7 +10,6 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
@@ -27,6 +26,7 @@ from proxy.runtime.lifecycle import LIFECYCLE, Lifecycle
 from proxy.telemetry.accesslog import access_logger
 from proxy.telemetry.metrics import Metrics
 from proxy.ui.routes import add_ui_routes
+from proxy.upstream_client import UpstreamClient
 
 log = logging.getLogger("aoai_stream_proxy")
 
@@ -107,7 +107,7 @@ def _warn_mixed_credentials(config: Config) -> None:
 def _upstream_resources(config: Config, metrics: Metrics,
                         router: Router) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        session = _client_session(config)
+        client = UpstreamClient(connect_timeout=config.timeouts.connect)
         runners: list[web.AppRunner] = []
         bases: dict[str, str] = {}
         watchdog = Watchdog(tick_for(config.timeouts.response, config.timeouts.idle))
@@ -120,7 +120,7 @@ def _upstream_resources(config: Config, metrics: Metrics,
                 else:
                     bases[upstream.name] = upstream.endpoint
             app[STATE] = ProxyState(
-                config=config, metrics=metrics, session=session, bases=bases,
+                config=config, metrics=metrics, client=client, bases=bases,
                 clients={c.key_sha256: c.name for c in config.clients},
                 rejections=RejectionMemory(), access_log=access_logger(config.access_log),
                 watchdog=watchdog, router=router,
@@ -128,30 +128,11 @@ def _upstream_resources(config: Config, metrics: Metrics,
             yield
         finally:
             watchdog.stop()
-            await session.close()
+            await client.close()
             for runner in runners:
                 await runner.cleanup()
 
     return context
-
-
-def _client_session(config: Config) -> aiohttp.ClientSession:
-    timeouts = config.timeouts
-    return aiohttp.ClientSession(
-        # No connection cap: every concurrent stream needs its own upstream connection, and a
-        # pool limit would silently queue streams behind each other.
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-        # No sock_read: the watchdog guards the response and idle deadlines (proxy/relay/
-        # watchdog.py); aiohttp's read timer would cancel and re-arm a timer handle on every
-        # piece received, a cost per token of every stream.
-        timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.connect,
-                                      sock_connect=timeouts.connect, sock_read=None),
-        # What is forwarded must match the headers forwarded: never decompress.
-        auto_decompress=False,
-        # A proxy must not keep one client's cookies and send them with another's requests.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-    )
 
 
 async def _start_simulator(upstream: UpstreamConfig) -> tuple[web.AppRunner, str]:

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import time
 
-import aiohttp
 from aiohttp import web
 
 from proxy.config import UpstreamConfig
@@ -28,6 +27,7 @@ from proxy.relay.state import ProxyState
 from proxy.relay.usage import Intent, rejects_stream_options, with_usage
 from proxy.relay.watchdog import Watch
 from proxy.routing.router import Attempts, Candidate, Failure
+from proxy.upstream_client import Body, UpstreamHTTPError, UpstreamResponse
 from proxy.vocabulary import ERROR_CONNECT, ERROR_TIMEOUT
 
 _MAX_ERROR_BODY = 1 << 20
@@ -36,7 +36,7 @@ _FAILOVER_ERRORS = frozenset({ERROR_CONNECT, ERROR_TIMEOUT})
 # a slow error body.
 _DRAIN_SECONDS = 0.5
 
-Answer = tuple[aiohttp.ClientResponse, bytes | None]
+Answer = tuple[UpstreamResponse, bytes | None]
 """An upstream response and, when it was read to check it, its body."""
 
 
@@ -77,17 +77,17 @@ async def first_answer(request: web.Request, state: ProxyState, ex: Exchange, bo
         candidate = following
 
 
-async def _discard(response: aiohttp.ClientResponse) -> None:
+async def _discard(response: UpstreamResponse) -> None:
     """Drop an answer given up on; its (small) error body is read first so the connection
     goes back to the pool instead of a new one being opened for the next failover."""
     size = 0
     try:
         async with asyncio.timeout(_DRAIN_SECONDS):
-            async for piece in response.content.iter_any():
+            async for piece in response.content:
                 size += len(piece)
                 if size > _MAX_ERROR_BODY:
                     break
-    except (TimeoutError, aiohttp.ClientError):
+    except (TimeoutError, UpstreamHTTPError):
         size = _MAX_ERROR_BODY + 1
     except asyncio.CancelledError:  # the client left meanwhile
         response.close()
@@ -132,8 +132,8 @@ async def _attempt(request: web.Request, state: ProxyState, ex: Exchange,
     # Waiting for the headers is silence from the upstream too, so `idle` bounds it as well.
     response_timeout = min(timeouts.response, timeouts.idle)
 
-    async def ask(data: bytes) -> aiohttp.ClientResponse:
-        return await send(state.session, base=base, method=request.method,
+    async def ask(data: bytes) -> UpstreamResponse:
+        return await send(state.client, base=base, method=request.method,
                           raw_path_qs=target, headers=headers, body=data,
                           response_timeout=response_timeout, watch=watch)
 
@@ -175,7 +175,7 @@ def _origin_form(request: web.Request) -> str:
     return raw if raw.startswith("/") else request.rel_url.raw_path_qs
 
 
-async def _read_error_body(content: aiohttp.StreamReader, limit: int, idle: float) -> bytes:
+async def _read_error_body(content: Body, limit: int, idle: float) -> bytes:
     """The start of an error body, read to its end or to `limit` bytes, as it arrives.
 
     `read(n)` would return only what is buffered, cutting a body that arrives in pieces. The
@@ -184,7 +184,7 @@ async def _read_error_body(content: aiohttp.StreamReader, limit: int, idle: floa
     """
     parts: list[bytes] = []
     size = 0
-    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+    with contextlib.suppress(TimeoutError, UpstreamHTTPError):
         while size < limit and not content.at_eof():
             async with asyncio.timeout(idle):
                 piece = await content.readany()

@@ -14,15 +14,22 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-import aiohttp
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
-from yarl import URL
 
 from proxy.relay.errors import azure_error
 from proxy.relay.exchange import Exchange
 from proxy.relay.headers import client_response_headers, is_event_stream
 from proxy.relay.watchdog import Watch
+from proxy.upstream_client import (
+    BodyBroken,
+    CertificateInvalid,
+    ConnectFailed,
+    Disconnected,
+    UpstreamClient,
+    UpstreamHTTPError,
+    UpstreamResponse,
+)
 from proxy.vocabulary import ERROR_CONNECT, ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT
 
 
@@ -49,7 +56,7 @@ class UpstreamError(Exception):
 
 
 async def send(
-    session: aiohttp.ClientSession,
+    client: UpstreamClient,
     *,
     base: str,
     method: str,
@@ -58,55 +65,45 @@ async def send(
     body: bytes,
     response_timeout: float,
     watch: Watch,
-) -> aiohttp.ClientResponse:
+) -> UpstreamResponse:
     """Send one request upstream and wait for its response headers."""
-    # encoded=True: the path and query go out exactly as the client wrote them.
-    url = URL(base + raw_path_qs, encoded=True)
     watch.expect_response(response_timeout)
     try:
-        response = await session.request(
-            method, url, headers=headers, data=body or None, allow_redirects=False,
-            skip_auto_headers=SKIP_AUTO_HEADERS,
-        )
+        # The path and query go out exactly as the client wrote them.
+        response = await client.request(base, method, raw_path_qs, headers, body)
     except asyncio.CancelledError as exc:
         if not watch.expired():
             raise
         raise UpstreamError(ERROR_TIMEOUT, "no response from the upstream in time") from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except TimeoutError as exc:
         raise UpstreamError(ERROR_TIMEOUT, "no response from the upstream in time") from exc
-    except aiohttp.ClientConnectorCertificateError as exc:
-        raise UpstreamError(ERROR_CONNECT, _certificate_problem(url, exc)) from exc
-    except aiohttp.ClientSSLError as exc:
-        raise UpstreamError(ERROR_CONNECT, f"the TLS handshake with {url.host} failed") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError(ERROR_CONNECT, f"cannot connect to {url.host}") from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+    except CertificateInvalid as exc:
+        raise UpstreamError(ERROR_CONNECT, _certificate_problem(exc)) from exc
+    except ConnectFailed as exc:  # TLS failures included
+        raise UpstreamError(ERROR_CONNECT, str(exc)) from exc
+    except Disconnected as exc:
         raise UpstreamError(ERROR_RESET, "the upstream closed the connection") from exc
-    except aiohttp.ClientError as exc:
+    except UpstreamHTTPError as exc:
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid response") from exc
     finally:
         watch.clear()
-    if response.status < 100:  # aiohttp accepts any three digits; "000" is no HTTP status
+    if response.status < 100:  # the parser accepts any three digits; "000" is no HTTP status
         response.close()
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid status")
     return response
 
 
-def _certificate_problem(url: URL, exc: aiohttp.ClientConnectorCertificateError) -> str:
+def _certificate_problem(exc: CertificateInvalid) -> str:
     """Names OpenSSL's reason (e.g. "self-signed certificate"), the fix a user needs first."""
-    cause = exc.certificate_error
+    cause = exc.cause
     reason = getattr(cause, "verify_message", "") or getattr(cause, "reason", "") or ""
     detail = f" ({reason})" if reason else ""
-    return f"the TLS certificate of {url.host} could not be verified{detail}"
-
-
-# Headers aiohttp would otherwise invent: the upstream should see only what the client sent.
-SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+    return f"{exc}{detail}"
 
 
 async def relay(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     ex: Exchange,
     *,
     tap: Tap,
@@ -170,7 +167,7 @@ async def relay(
     return response
 
 
-def _arrived_whole(request: web.Request, upstream: aiohttp.ClientResponse) -> bytes | None:
+def _arrived_whole(request: web.Request, upstream: UpstreamResponse) -> bytes | None:
     """The body of a non-stream response that came whole with its headers (the usual small
     JSON answer), else None: relayed piece by piece as it arrives.
 
@@ -185,7 +182,7 @@ def _arrived_whole(request: web.Request, upstream: aiohttp.ClientResponse) -> by
     return upstream.content.read_nowait()
 
 
-async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, ex: Exchange,
+async def _pump(upstream: UpstreamResponse, response: web.StreamResponse, ex: Exchange,
                 tap: Tap, rewrite: Rewriter | None, clock: Callable[[], float],
                 watch: Watch, idle: float) -> None:
     # This loop runs once per upstream piece of every stream: methods are bound once and the
@@ -194,7 +191,7 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
     transform = rewrite.feed if rewrite is not None else None
     watch.expect_pieces(idle)
     try:
-        async for piece in upstream.content.iter_any():
+        async for piece in upstream.content:
             watch.pieces += 1
             out = transform(piece) if transform is not None else piece
             if out:
@@ -210,14 +207,9 @@ async def _pump(upstream: aiohttp.ClientResponse, response: web.StreamResponse, 
         if not watch.expired():
             raise
         raise UpstreamError(ERROR_TIMEOUT, "the upstream went silent") from exc
-    except ConnectionResetError:
-        raise  # the client's side (aiohttp's ClientConnectionResetError is a ClientError too)
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamError(ERROR_TIMEOUT, "the upstream went silent") from exc
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
-            aiohttp.ClientOSError) as exc:
+    except (Disconnected, BodyBroken) as exc:
         raise UpstreamError(ERROR_RESET, "the upstream broke off the response") from exc
-    except aiohttp.ClientError as exc:
+    except UpstreamHTTPError as exc:
         raise UpstreamError(ERROR_PROTOCOL, "the upstream sent an invalid response") from exc
     finally:
         watch.clear()

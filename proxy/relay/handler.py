@@ -30,6 +30,7 @@ from proxy.relay.usage_strip import UsageStripper
 from proxy.relay.watchdog import Watch
 from proxy.runtime.lifecycle import LIFECYCLE
 from proxy.telemetry.accesslog import log_access
+from proxy.upstream_client import UpstreamResponse
 from proxy.vocabulary import UNKNOWN_CLIENT
 
 # nginx's code for "client closed request": the client left before any response was sent.
@@ -92,7 +93,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, state: ProxyState,
-                  ex: Exchange) -> web.StreamResponse | tuple[aiohttp.ClientResponse,
+                  ex: Exchange) -> web.StreamResponse | tuple[UpstreamResponse,
                                                               bytes | None, Watch]:
     """The proxy's own answer, or the upstream answer to relay (with its prefetched body
     start and the request's watch)."""
@@ -125,7 +126,7 @@ async def _answer(request: web.Request, state: ProxyState,
     return response, prefetched, watch
 
 
-def _observers(state: ProxyState, ex: Exchange, response: aiohttp.ClientResponse,
+def _observers(state: ProxyState, ex: Exchange, response: UpstreamResponse,
                prefetched: bytes | None) -> tuple[ResponseTap, UsageStripper | None]:
     """The tap for the response, and the stripper when the proxy asked for usage itself."""
     limits = state.config.limits
@@ -157,7 +158,7 @@ def _unauthorized(state: ProxyState, ex: Exchange) -> web.Response:
                        "an `Authorization: Bearer` token.")
 
 
-def _note_headers(ex: Exchange, response: aiohttp.ClientResponse) -> None:
+def _note_headers(ex: Exchange, response: UpstreamResponse) -> None:
     headers = response.headers
     ex.upstream_request_id = headers.get("apim-request-id") or headers.get("x-request-id")
     ex.ratelimit_remaining = ratelimit.remaining(headers)

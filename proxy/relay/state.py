@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from proxy.config import Config, UpstreamConfig
@@ -13,13 +12,15 @@ from proxy.relay.usage import RejectionMemory
 from proxy.relay.watchdog import Watchdog
 from proxy.routing.router import Router
 from proxy.telemetry.metrics import Metrics
+from proxy.upstream_client import UpstreamClient
 
 
 @dataclass
 class ProxyState:
     config: Config
     metrics: Metrics
-    session: aiohttp.ClientSession
+    client: UpstreamClient
+    """The one HTTP client every upstream request goes through."""
     bases: dict[str, str]
     """Upstream name -> base URL (the built-in simulator's is known only once it listens)."""
     clients: dict[str, str]

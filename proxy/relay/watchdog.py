@@ -1,9 +1,8 @@
 """One timer for the upstream deadlines of every request, instead of timer handles per request.
 
 Each request guards its upstream twice: response headers must come within `timeouts.response`,
-and body pieces must keep coming within `timeouts.idle`. These are the only read deadlines: the
-client session sets no `sock_read`, whose timer aiohttp cancels and re-arms on every piece
-received (and drops when its C parser fails mid-body). A timer handle per guard
+and body pieces must keep coming within `timeouts.idle`. These are the only read deadlines
+(the upstream client, `proxy.upstream_client`, has none of its own). A timer handle per guard
 costs a heap push and a cancel per request, a measurable share of the proxy's CPU per
 non-stream request under load (bench/README.md, "Measurements behind design choices"). Here a
 guard is a set entry, and one ticker walks the armed guards a few times per timeout: a guard
