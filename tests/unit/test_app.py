@@ -13,6 +13,7 @@ from aiohttp import web
 from proxy.app import create_app
 from proxy.config import Config, UpstreamConfig
 from proxy.relay.state import STATE, ProxyState
+from proxy.upstream_client import UpstreamClient
 
 CONFIG = Config(upstreams=(UpstreamConfig(name="primary", endpoint="http://127.0.0.1:9",
                                           deployments=("gpt-4o",)),), access_log=False)
@@ -28,12 +29,10 @@ async def state() -> AsyncIterator[ProxyState]:
         await runner.cleanup()
 
 
-async def test_the_upstream_session_never_queues_streams_for_a_connection(
+async def test_every_upstream_request_goes_through_one_client_to_the_configured_base(
         state: ProxyState) -> None:
-    # Every concurrent stream needs its own upstream connection: a pool limit would silently
-    # queue streams behind each other. (The read path is the serving event loop's, uvloop by
-    # default: tests/integration/test_serving_loop.py shows a serving process runs on it.)
-    connector = state.session.connector
-    assert connector is not None
-    assert connector.limit == 0, "streams must never queue for a connection slot"
-    assert not state.session.auto_decompress, "what is forwarded must match its headers"
+    # The client's own behaviour (no pool limit, nothing decompressed, connections reused
+    # only when clean) is tests/unit/test_upstream_client.py's; the serving event loop's is
+    # tests/integration/test_serving_loop.py's.
+    assert isinstance(state.client, UpstreamClient)
+    assert state.bases == {"primary": "http://127.0.0.1:9"}
