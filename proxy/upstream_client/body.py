@@ -38,11 +38,11 @@ class Body:
 
     # ---------------------------------------------------------------- the connection's side
 
-    def feed(self, data: bytes) -> None:
-        if not data:
-            return
-        self._buffer.append(data)
-        self._size += len(data)
+    def extend(self, pieces: list[bytes]) -> None:
+        """What one read from the upstream brought (its chunks, in order)."""
+        self._buffer += pieces
+        for piece in pieces:
+            self._size += len(piece)
         if self._size > HIGH_WATER and not self._paused and self._source is not None:
             self._paused = True
             self._source.pause()
@@ -99,18 +99,25 @@ class Body:
                 return b""
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._wait()
         return self.read_nowait()
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def __aiter__(self) -> Body:
         return self
 
     async def __anext__(self) -> bytes:
-        data = await self.readany()
-        if not data:
-            raise StopAsyncIteration
-        return data
+        # readany, inline: this runs once per piece of every stream.
+        while not self._buffer:
+            if self._done:
+                raise StopAsyncIteration
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+        return self.read_nowait()

@@ -9,6 +9,7 @@ after it: bytes beyond a response would otherwise become the start of the next o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -63,6 +64,10 @@ class Connection(asyncio.Protocol):
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
+        # Body pieces as the parser finds them, handed to the body once per read: the parser
+        # calls this list's own append, no Python function per chunk.
+        self._arrived: list[bytes] = []
+        self.on_body: Callable[[bytes], None] = self._arrived.append
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
         self._body: Body | None = None
@@ -136,19 +141,35 @@ class Connection(asyncio.Protocol):
             if self._head_bytes > MAX_HEAD_BYTES + len(data):
                 self._fail(ProtocolError("the upstream's response head is too large"))
                 return
+        error: Exception | None = None
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(ProtocolError("the upstream switched protocols"))
+            error = ProtocolError("the upstream switched protocols")
         except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            error = cause if isinstance(cause, ProtocolError) and self._heading else (
+                ProtocolError("the upstream sent an invalid response") if self._heading
+                else BodyBroken("the upstream broke off the response"))
+        self._deliver()
+        if error is not None:
             if self._complete:  # garbage after a whole response: the response stands
                 self.close()
-            elif self._heading:
-                cause = exc.__context__
-                self._fail(cause if isinstance(cause, ProtocolError)
-                           else ProtocolError("the upstream sent an invalid response"))
             else:
-                self._fail(BodyBroken("the upstream broke off the response"))
+                self._fail(error)
+
+    def _deliver(self) -> None:
+        """Hand the body what this read brought; end it if its last byte came."""
+        arrived, body = self._arrived, self._body
+        if body is None:
+            arrived.clear()
+            return
+        if arrived:
+            body.extend(arrived)
+            arrived.clear()
+        if self._complete:
+            self._body = None
+            body.finish()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too: connection_lost follows
@@ -227,16 +248,10 @@ class Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
 
-    def on_body(self, data: bytes) -> None:
-        body = self._body
-        if body is not None:
-            body.feed(data)
-
     def on_message_complete(self) -> None:
         if self._heading:
             return  # the end of an interim response
         parser = self._parser
         if parser is not None and not parser.should_keep_alive():
             self._reusable = False
-        if not self._complete:
-            self._end_body()
+        self._complete = True  # the body ends in `_deliver`, once this read's pieces are in
