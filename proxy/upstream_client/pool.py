@@ -22,6 +22,7 @@ from proxy.upstream_client.connection import Connection, UpstreamResponse
 from proxy.upstream_client.errors import (
     CertificateInvalid,
     ConnectFailed,
+    Disconnected,
     ProtocolError,
     TLSFailed,
 )
@@ -30,6 +31,8 @@ KEEPALIVE_SECONDS = 15.0
 """A pooled connection idle this long is closed (before the upstream's own idle limit)."""
 DNS_TTL_SECONDS = 300.0
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""RFC 9110 9.2.2; POST (every completion) is not, and is never sent twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +82,23 @@ class UpstreamClient:
         if origin is None:
             origin = self._origins[base] = Origin.of(base)
         data = _request_bytes(origin, method, target, headers, body)
-        connection = self._pooled(origin) or await self._connect(origin)
+        head = method == "HEAD"
+        connection = self._pooled(origin)
+        if connection is not None:
+            try:
+                return await connection.send(data, head=head)
+            except Disconnected:
+                # A pooled connection the upstream closed as the request went out: an
+                # idempotent request may be sent again (RFC 9112 9.3.1), once, on a new one.
+                connection.close()
+                if method not in IDEMPOTENT_METHODS:
+                    raise
+            except BaseException:
+                connection.close()
+                raise
+        connection = await self._connect(origin)
         try:
-            return await connection.send(data, head=method == "HEAD")
+            return await connection.send(data, head=head)
         except BaseException:
             connection.close()
             raise

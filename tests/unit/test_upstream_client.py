@@ -323,6 +323,33 @@ async def test_the_upstream_closing_before_the_answer_is_disconnected(
         await post(client, upstream)
 
 
+@pytest.mark.parametrize(("method", "sent_again"), [("GET", True), ("DELETE", True),
+                                                    ("POST", False)])
+async def test_a_pooled_connection_closed_under_a_request_resends_only_idempotent_ones(
+        method: str, sent_again: bool, client: UpstreamClient,
+        upstream_with: Callable[[Answer], Awaitable[RawUpstream]]) -> None:
+    """The upstream answers once per connection and then closes it without saying so, just as
+    the next request goes out on it (the race every keep-alive client meets)."""
+    async def once_per_connection(conn: Conn, request: bytes) -> None:
+        if len(conn.requests) == 1:
+            conn.writer.write(OK)
+        else:
+            conn.writer.close()
+
+    upstream = await upstream_with(once_per_connection)
+    first = await post(client, upstream, method=method, body=b"")
+    assert await body_of(first) == b"ok"
+    first.release()
+    if sent_again:
+        again = await post(client, upstream, method=method, body=b"")
+        assert await body_of(again) == b"ok"
+        assert len(upstream.requests) == 3 and len(upstream.conns) == 2
+    else:
+        with pytest.raises(Disconnected):
+            await post(client, upstream, method=method, body=b"")
+        assert len(upstream.requests) == 2, "a POST is never sent twice"
+
+
 async def test_nothing_listening_is_connect_failed(client: UpstreamClient) -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
