@@ -56,8 +56,13 @@ class UpstreamResponse:
             connection.close()
 
 
-class Connection(asyncio.Protocol):
-    """The protocol of one upstream connection; also the parser's callback target."""
+class Connection(asyncio.BufferedProtocol):
+    """The protocol of one upstream connection; also the parser's callback target.
+
+    A buffered protocol: the event loop reads into the client's one read buffer
+    (`UpstreamClient.read_buffer`) and the parser copies out what it keeps. Without it, uvloop's
+    TLS layer reads every record with `SSLObject.read(256 KiB)`, a fresh 256 KiB block per read
+    (and asyncio's loop every plain read too): see proxy/runtime/process_tuning.py."""
 
     def __init__(self, client: UpstreamClient, origin: Origin) -> None:
         self.client = client
@@ -128,7 +133,15 @@ class Connection(asyncio.Protocol):
         # uvloop's TLS transport is not an asyncio.Transport subclass, but has its methods.
         self.transport = cast(asyncio.Transport, transport)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.client.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # The buffer is shared by every connection: it is read again only after this returns,
+        # and the parser hands on copies (bytes) of what it found in it.
+        self.data_received(self.client.read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         parser = self._parser
         if not self._busy or self._complete or parser is None:
             # Bytes nobody asked for: this connection cannot carry another request.

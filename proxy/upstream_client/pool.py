@@ -30,6 +30,8 @@ from proxy.upstream_client.errors import (
 KEEPALIVE_SECONDS = 15.0
 """A pooled connection idle this long is closed (before the upstream's own idle limit)."""
 DNS_TTL_SECONDS = 300.0
+READ_BUFFER_BYTES = 256 << 10
+"""What one read from an upstream may bring (as much as uvloop's and asyncio's own reads)."""
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """RFC 9110 9.2.2; POST (every completion) is not, and is never sent twice."""
@@ -70,6 +72,9 @@ class UpstreamClient:
         self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        # One buffer for every connection's reads (`Connection.get_buffer`): the loop is one
+        # thread and each read is parsed before the next one starts.
+        self.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
 
     async def request(self, base: str, method: str, target: str, headers: CIMultiDict[str],
                       body: bytes) -> UpstreamResponse:
