@@ -10,8 +10,10 @@ keeps the rare full collection from walking it again and again. The figures are 
 bench/README.md ("Measurements behind design choices").
 
 malloc: some reads still allocate 256 KiB and shrink the block to what arrived (a few hundred
-bytes for an SSE event): every TLS read on uvloop (its TLS layer calls `SSLObject.read(256
-KiB)` for protocols like aiohttp's), every read on asyncio's own loop. glibc puts blocks that
+bytes for an SSE event): on the client side, every TLS read on uvloop (its TLS layer calls
+`SSLObject.read(256 KiB)` for protocols like aiohttp's server) and every read on asyncio's own
+loop. (Upstream reads do not: the upstream client's protocol reads into one shared buffer,
+`proxy.upstream_client.connection`.) glibc puts blocks that
 large in the heap once its mmap threshold has risen (it rises by itself when a large mapped
 block is freed), and there they fragment it without bound under a soak's traffic. Pinning the
 threshold at glibc's own default, 128 KiB, stops it rising: those blocks are always mapped and
