@@ -4,6 +4,7 @@ what goes out, which connections are reused, and how every way a response can en
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -357,6 +358,36 @@ async def test_nothing_listening_is_connect_failed(client: UpstreamClient) -> No
     await server.wait_closed()
     with pytest.raises(ConnectFailed):
         await client.request(f"http://127.0.0.1:{port}", "GET", "/", CIMultiDict(), b"")
+
+
+async def test_a_finished_request_leaves_nothing_for_the_cyclic_collector(
+        upstream_with: Callable[[Answer], Awaitable[RawUpstream]]) -> None:
+    """A serving process runs the cyclic collector rarely (proxy/runtime/process_tuning.py):
+    a connection, its parser or a body left in a reference cycle would outlive its request."""
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+    upstream = await upstream_with(replying(closing))
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        client = UpstreamClient(connect_timeout=5)
+        for _ in range(3):
+            response = await post(client, upstream)
+            assert await body_of(response) == b"ok"
+            response.release()
+        await client.close()
+        async with asyncio.timeout(5):
+            while sum(not c.closed.is_set() for c in upstream.conns):
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # connection_lost runs a loop iteration after the close
+        del client, response
+        gc.collect()
+        left = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()
+    assert not left & {"Connection", "Body", "UpstreamResponse", "HttpResponseParser"}, left
 
 
 @pytest.mark.parametrize(("base", "origin"), [
