@@ -95,6 +95,7 @@ class Connection(asyncio.BufferedProtocol):
         self._busy, self._head, self._heading = True, head, True
         self._complete, self._eof_ends_body = False, False
         self._head_bytes = 0
+        self._reason = ""  # a status line may have none: never the last response's
         self._waiter = waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return waiter

@@ -155,6 +155,22 @@ async def test_concurrent_requests_never_wait_for_a_connection(
     assert len(upstream.conns) == count
 
 
+async def test_a_status_line_without_a_reason_has_none_on_a_reused_connection(
+        client: UpstreamClient, upstream_with: Callable[[Answer], Awaitable[RawUpstream]]) -> None:
+    async def answer(conn: Conn, request: bytes) -> None:
+        reason = b" Not Found" if len(conn.requests) == 1 else b""
+        conn.writer.write(b"HTTP/1.1 404%s\r\nContent-Length: 0\r\n\r\n" % reason)
+
+    upstream = await upstream_with(answer)
+    reasons = []
+    for _ in range(2):
+        response = await post(client, upstream)
+        reasons.append(response.reason)
+        assert await body_of(response) == b""
+        response.release()
+    assert reasons == ["Not Found", ""] and len(upstream.conns) == 1
+
+
 async def test_a_fragment_is_never_sent(
         client: UpstreamClient, upstream_with: Callable[[Answer], Awaitable[RawUpstream]]) -> None:
     upstream = await upstream_with(replying(OK))
