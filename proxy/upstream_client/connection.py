@@ -3,7 +3,8 @@ parsed by llhttp (through httptools) as the bytes arrive.
 
 A connection goes back to its pool only when its last response ended exactly where its framing
 said (Content-Length or the last chunk), the upstream did not ask to close, and nothing arrived
-after it: bytes beyond a response would otherwise become the start of the next one.
+after it: bytes beyond a response would otherwise become the start of the next one. The
+HTTP/1.1 rules behind this: docs/upstream-http.md.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ headers given (plus `Host` and the body's `Content-Length`), the response comes 
 was sent (never decompressed, no cookies kept, no redirects followed), and the body is handed
 on piece by piece. There is no connection limit: every concurrent stream needs its own
 connection, and a limit would silently queue streams behind each other. Why the proxy has its
-own client instead of aiohttp's: bench/README.md, "An upstream client of its own".
+own client instead of aiohttp's: bench/README.md, "Third pass". What goes out, and when a
+connection is used again: docs/upstream-http.md.
 """
 
 from __future__ import annotations
