@@ -162,10 +162,12 @@ class Connection(asyncio.BufferedProtocol):
         except httptools.HttpParserUpgrade:
             error = ProtocolError("the upstream switched protocols")
         except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            error = cause if isinstance(cause, ProtocolError) and self._heading else (
-                ProtocolError("the upstream sent an invalid response") if self._heading
-                else BodyBroken("the upstream broke off the response"))
+            if not self._heading:
+                error = BodyBroken("the upstream broke off the response")
+            elif isinstance(exc.__context__, ProtocolError):  # raised by a callback of ours
+                error = exc.__context__
+            else:
+                error = ProtocolError("the upstream sent an invalid response")
         self._deliver()
         if error is not None:
             if self._complete:  # garbage after a whole response: the response stands

@@ -92,22 +92,13 @@ class UpstreamClient:
         connection = self._pooled(origin)
         if connection is not None:
             try:
-                return await connection.send(data, head=head)
+                return await _exchange(connection, data, head)
             except Disconnected:
                 # A pooled connection the upstream closed as the request went out: an
                 # idempotent request may be sent again (RFC 9112 9.3.1), once, on a new one.
-                connection.close()
                 if method not in IDEMPOTENT_METHODS:
                     raise
-            except BaseException:
-                connection.close()
-                raise
-        connection = await self._connect(origin)
-        try:
-            return await connection.send(data, head=head)
-        except BaseException:
-            connection.close()
-            raise
+        return await _exchange(await self._connect(origin), data, head)
 
     async def close(self) -> None:
         self._closed = True
@@ -206,6 +197,16 @@ class UpstreamClient:
             self._ssl = ssl.create_default_context()
             self._ssl.set_alpn_protocols(["http/1.1"])
         return self._ssl
+
+
+async def _exchange(connection: Connection, data: bytes, head: bool) -> UpstreamResponse:
+    """Send one request on `connection` and wait for its answer's head; the connection is
+    closed if that fails or is cancelled (it may hold half a request or half an answer)."""
+    try:
+        return await connection.send(data, head=head)
+    except BaseException:
+        connection.close()
+        raise
 
 
 def _request_bytes(origin: Origin, method: str, target: str, headers: CIMultiDict[str],
