@@ -64,10 +64,9 @@ class Origin:
 class UpstreamClient:
     """Sends requests to upstreams over pooled connections; `close()` when done."""
 
-    def __init__(self, *, connect_timeout: float,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, connect_timeout: float) -> None:
         self._connect_timeout = connect_timeout
-        self._ssl = ssl_context
+        self._ssl: ssl.SSLContext | None = None  # made on the first TLS connection
         self._origins: dict[str, Origin] = {}
         self._idle: dict[Origin, dict[Connection, None]] = {}
         self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
